@@ -1,0 +1,39 @@
+"""Res2Net image classifiers in PyTorch: PaddleClas's series and the original release's.
+
+The public API is loaded lazily so that ``import res2net`` stays fast; torch and the
+optional runtimes are imported only when a function that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it.
+_EXPORTS = {
+    "list_models": "res2net.models.registry",
+    "create_model": "res2net.models.registry",
+    "model_info": "res2net.models.registry",
+    "get_entry": "res2net.models.registry",
+    "Res2Net": "res2net.models.res2net",
+    "Res2NetConfig": "res2net.models.res2net",
+    "load_weights": "res2net.weights.io",
+    "read_weight_file": "res2net.weights.io",
+    "convert_weights": "res2net.weights.io",
+    "WeightFileError": "res2net.weights.io",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'res2net' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,45 @@
+"""The ``res2net`` command: argument parsing only; every command calls the library.
+
+Each subcommand lives in its own module here with ``register(subparsers)``, which adds its
+parser and sets ``func`` to a function taking the parsed arguments and returning an exit
+code. Modules are imported only to build the parser; heavy imports happen inside ``func``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules, in the order `res2net --help` lists them.
+COMMANDS = ["models", "convert"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``res2net`` argument parser."""
+    from res2net import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="res2net",
+        description="Res2Net image classifiers: models, weights, predict, train, deploy, serve.",
+    )
+    parser.add_argument("--version", action="version", version=f"res2net {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"res2net.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        # Library errors are written to be read by a person: show them without a traceback.
+        print(f"res2net {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Export, inference runtimes and serving."""

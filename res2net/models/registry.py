@@ -1,0 +1,271 @@
+"""The registry: every named Res2Net, its architecture, weights and published numbers.
+
+Variants are data: a :class:`ModelEntry` names a :class:`Res2NetConfig`, where its weights
+live, how its inputs are preprocessed, and what accuracy its publisher reports. This is the
+single source of truth for those facts; everything else (CLI table, downloads, predictor,
+exports) reads them from here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from res2net.models.res2net import Res2Net, Res2NetConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+PADDLE_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/{}_pretrained.pdparams"
+TIMM_URL = "https://huggingface.co/timm/{}.in1k/resolve/main/model.safetensors"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Eval preprocessing of a weight entry: resize the short side, center crop, normalize.
+
+    ``style`` says whose resize to reproduce: ``"paddle"`` (OpenCV bilinear on the short side,
+    as PaddleClas's ``ResizeImage``) or ``"timm"`` (PIL bilinear with antialiasing, as timm's
+    eval transform).
+    """
+
+    resize_short: int = 256
+    crop: int = 224
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    style: Literal["paddle", "timm"] = "paddle"
+
+
+@dataclass(frozen=True)
+class Published:
+    """Figures as the weights' publisher states them (accuracy as fractions, 0-1)."""
+
+    top1: float | None = None
+    top5: float | None = None
+    gflops: float | None = None
+    params_m: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered name: architecture + weights + preprocessing + published figures."""
+
+    name: str
+    config: Res2NetConfig
+    family: Literal["paddleclas", "official"]
+    url: str = ""
+    sha256: str | None = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    published: Published = field(default_factory=Published)
+    notes: str = ""
+
+    @property
+    def weight_format(self) -> str:
+        """File format at ``url``: ``pdparams``, ``safetensors`` or ``pth``."""
+        return self.url.rsplit(".", 1)[-1] if self.url else ""
+
+
+_PADDLE_TABLE = "PaddleClas docs/en/models/ImageNet1k/Res2Net.md"
+_TIMM_TABLE = "timm results-imagenet.csv"
+
+
+def _paddle(name: str, config: Res2NetConfig, pub: Published, weights: str = "") -> ModelEntry:
+    url = PADDLE_URL.format(weights or name)
+    return ModelEntry(name, config, "paddleclas", url=url, published=pub)
+
+
+def _official(name: str, config: Res2NetConfig, top1: float | None) -> ModelEntry:
+    config = replace(config, flavour="official")
+    return ModelEntry(
+        name,
+        config,
+        "official",
+        url=TIMM_URL.format(name),
+        preprocess=Preprocess(style="timm"),
+        published=Published(top1=top1, source=_TIMM_TABLE),
+    )
+
+
+_R50_26W4S = Res2NetConfig(50, 26, 4)
+_R50_14W8S = Res2NetConfig(50, 14, 8)
+_VD = {"deep_stem": True, "avg_down": True}
+_R50_VD = Res2NetConfig(50, 26, 4, **_VD)
+_R101_VD = Res2NetConfig(101, 26, 4, **_VD)
+_R200_VD = Res2NetConfig(200, 26, 4, **_VD)
+
+
+def _pub(top1: float, top5: float, gflops: float, params_m: float) -> Published:
+    return Published(top1, top5, gflops, params_m, _PADDLE_TABLE)
+
+
+_ENTRIES: list[ModelEntry] = [
+    # PaddleClas's table, names exactly as written there.
+    _paddle("Res2Net50_26w_4s", _R50_26W4S, _pub(0.793, 0.946, 8.52, 25.70)),
+    _paddle("Res2Net50_vd_26w_4s", _R50_VD, _pub(0.798, 0.949, 8.37, 25.06)),
+    _paddle("Res2Net50_vd_26w_4s_ssld", _R50_VD, _pub(0.831, 0.966, 8.37, 25.06)),
+    _paddle("Res2Net50_14w_8s", _R50_14W8S, _pub(0.795, 0.947, 9.01, 25.72)),
+    _paddle("Res2Net101_vd_26w_4s", _R101_VD, _pub(0.806, 0.952, 16.67, 45.22)),
+    _paddle("Res2Net101_vd_26w_4s_ssld", _R101_VD, _pub(0.839, 0.971, 16.67, 45.22)),
+    _paddle("Res2Net200_vd_26w_4s", _R200_VD, _pub(0.812, 0.957, 31.49, 76.21)),
+    _paddle("Res2Net200_vd_26w_4s_ssld", _R200_VD, _pub(0.851, 0.974, 31.49, 76.21)),
+    # The original release's variants, as timm registers them (official flavour).
+    _official("res2net50_26w_4s", _R50_26W4S, 0.7799),
+    _official("res2net50_48w_2s", Res2NetConfig(50, 48, 2), None),
+    _official("res2net50_14w_8s", _R50_14W8S, 0.7814),
+    _official("res2net50_26w_6s", Res2NetConfig(50, 26, 6), None),
+    _official("res2net50_26w_8s", Res2NetConfig(50, 26, 8), None),
+    _official("res2net101_26w_4s", Res2NetConfig(101, 26, 4), 0.7919),
+    _official("res2next50", Res2NetConfig(50, 4, 4, cardinality=8), None),
+    _official("res2net50d", _R50_VD, 0.8028),
+    _official("res2net101d", _R101_VD, 0.8124),
+]
+REGISTRY: dict[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered model names, PaddleClas's first, optionally only one ``family``.
+
+    :param family: ``"paddleclas"``, ``"official"`` or ``None`` for all.
+    """
+    return [e.name for e in _ENTRIES if family is None or e.family == family]
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``; an unknown name raises with the closest matches."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown model {name!r}.{hint} `res2net models` lists all {len(REGISTRY)} names."
+        ) from None
+
+
+def create_model(
+    name: str,
+    pretrained: bool | str = False,
+    num_classes: int = 1000,
+    *,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] = (0, 1, 2, 3),
+    frozen_stages: int = -1,
+    skip_head: bool | None = None,
+    cache_dir: str | None = None,
+) -> Res2Net:
+    """Build a registered Res2Net, optionally with weights.
+
+    :param name: a name from :func:`list_models`, e.g. ``"Res2Net50_vd_26w_4s"``.
+    :param pretrained: ``False`` (random init), ``True`` (the entry's published weights,
+        downloaded and cached), or a path to a ``.pdparams`` / ``.safetensors`` / ``.pth`` file.
+    :param num_classes: classifier outputs. With a 1000-class weight file and another
+        ``num_classes``, the backbone is loaded and the head left fresh (fine-tuning).
+    :param features_only: return multi-scale stage outputs instead of logits.
+    :param out_indices: stages returned in feature mode.
+    :param frozen_stages: freeze the stem and this many stages (-1: none).
+    :param skip_head: load weights without the classifier; default: only when
+        ``num_classes != 1000`` or ``features_only``.
+    :param cache_dir: weight cache folder for ``pretrained=True``.
+    :returns: the model, in eval mode when weights were loaded.
+    """
+    entry = get_entry(name)
+    model = Res2Net(
+        entry.config,
+        num_classes=num_classes,
+        features_only=features_only,
+        out_indices=out_indices,
+        frozen_stages=frozen_stages,
+    )
+    if pretrained is False or pretrained is None:
+        return model
+    if skip_head is None:
+        skip_head = features_only or num_classes != 1000
+    if pretrained is True:
+        from res2net.weights.hub import fetch_weights
+
+        path = fetch_weights(name, cache_dir=cache_dir)
+    else:
+        path = pretrained
+    from res2net.weights.io import load_weights
+
+    load_weights(model, path, skip_head=skip_head)
+    return model.eval()
+
+
+@functools.cache
+def count_model(config: Res2NetConfig, image_size: int = 224) -> tuple[int, float]:
+    """Exact trainable parameters and GFLOPs (2 x multiply-accumulates) of a 1000-class net.
+
+    FLOPs come from PyTorch's own operator-level counter (``torch.utils.flop_counter``),
+    which counts convolutions and matrix products as 2 x MACs, the convention of
+    PaddleClas's table. The model is built on the ``meta`` device: no memory, no compute.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = Res2Net(config, num_classes=1000).eval()
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        x = torch.empty(1, 3, image_size, image_size)
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    return params, counter.get_total_flops() / 1e9
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Facts about a registered model: counted params/GFLOPs, published figures, weights.
+
+    Keys: ``name``, ``family``, ``flavour``, ``architecture`` (depth/width/scales/...),
+    ``params`` (exact trainable count, 1000 classes), ``gflops`` (counted, 224x224),
+    ``published`` (top1/top5/gflops/params_m/source), ``mismatch`` (published fields that
+    differ from the counted values by more than 1.5%), ``url``, ``weight_format``,
+    ``preprocess``.
+    """
+    entry = get_entry(name)
+    params, gflops = count_model(entry.config)
+    pub = entry.published
+    mismatch = []
+    if pub.gflops is not None and abs(pub.gflops - gflops) > 0.015 * gflops:
+        mismatch.append("gflops")
+    if pub.params_m is not None and abs(pub.params_m * 1e6 - params) > 0.015 * params:
+        mismatch.append("params_m")
+    cfg = entry.config
+    return {
+        "name": entry.name,
+        "family": entry.family,
+        "flavour": cfg.flavour,
+        "architecture": {
+            "depth": cfg.depth,
+            "width": cfg.width,
+            "scales": cfg.scales,
+            "cardinality": cfg.cardinality,
+            "deep_stem": cfg.deep_stem,
+            "avg_down": cfg.avg_down,
+        },
+        "params": params,
+        "gflops": round(gflops, 3),
+        "published": {
+            "top1": pub.top1,
+            "top5": pub.top5,
+            "gflops": pub.gflops,
+            "params_m": pub.params_m,
+            "source": pub.source,
+        },
+        "mismatch": mismatch,
+        "url": entry.url,
+        "sha256": entry.sha256,
+        "weight_format": entry.weight_format,
+        "preprocess": {
+            "resize_short": entry.preprocess.resize_short,
+            "crop": entry.preprocess.crop,
+            "interpolation": entry.preprocess.interpolation,
+            "mean": list(entry.preprocess.mean),
+            "std": list(entry.preprocess.std),
+            "style": entry.preprocess.style,
+        },
+        "notes": entry.notes,
+    }

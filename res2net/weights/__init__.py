@@ -1,0 +1,1 @@
+"""Weight files: PaddleClas .pdparams, timm / original-release .pth and .safetensors."""

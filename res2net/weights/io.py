@@ -1,0 +1,302 @@
+"""Reading, checking and writing weight files: ``.pdparams``, ``.safetensors``, ``.pth``.
+
+Our native format is safetensors with timm's key names (which this package's modules
+use), so the same file serves timm users. PaddleClas files are renamed on load. Loading is
+strict: every missing, unexpected or misshaped key is reported, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from res2net.models.res2net import Res2Net, Res2NetConfig
+from res2net.weights.paddle import paddle_names, read_pdparams
+
+HEAD_KEYS = ("fc.weight", "fc.bias")
+PADDLE_HEAD_WEIGHT = "out.weight"
+
+
+class WeightFileError(ValueError):
+    """A weight file could not be read, or does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did: the file's format and naming, and what it skipped."""
+
+    path: str
+    format: str
+    naming: str
+    loaded: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def _sniff_format(path: Path) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise WeightFileError(f"{path}: file is empty (0 bytes); download or convert it again")
+    suffix = path.suffix.lower()
+    if head[:4] == b"PK\x03\x04":
+        return "pth"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:1] == b"\x80":
+        # Legacy torch.save files are pickles too; trust an explicit torch suffix.
+        return "pth" if suffix in (".pth", ".pt", ".bin", ".ckpt") else "pdparams"
+    raise WeightFileError(
+        f"{path}: unknown weight format (starts with {head[:8]!r}); expected .pdparams "
+        "(paddle.save), .safetensors or .pth (torch.save)"
+    )
+
+
+def _read_pth(path: Path) -> dict[str, Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad or unsafe files
+        raise WeightFileError(
+            f"{path}: cannot read as a PyTorch checkpoint with weights_only=True "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    # Training checkpoints nest the weights; take the usual containers.
+    for container in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(container), dict):
+            obj = obj[container]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise WeightFileError(f"{path}: expected a dict of tensors (a state_dict)")
+    # DataParallel / DDP checkpoints prefix every key with "module.".
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def read_weight_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], str, dict[str, str]]:
+    """Read any supported weight file into CPU tensors, without renaming.
+
+    :returns: ``(state, format, metadata)``; format is ``pdparams``, ``safetensors`` or
+        ``pth``; metadata is the safetensors header's ``__metadata__`` (else empty).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"{path}: no such weight file")
+    fmt = _sniff_format(path)
+    if fmt == "pdparams":
+        arrays = read_pdparams(path)
+        return {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}, fmt, {}
+    if fmt == "pth":
+        return _read_pth(path), fmt, {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+            metadata = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightFileError(f"{path}: unreadable or truncated .safetensors file ({exc})") from exc
+    return state, fmt, metadata
+
+
+def is_paddle_naming(state: dict[str, Tensor]) -> bool:
+    """Whether keys follow PaddleClas's names (``*._conv.weight``, ``out.weight``)."""
+    return any(k.endswith("._conv.weight") for k in state)
+
+
+def from_paddle_names(state: dict[str, Tensor], model: Res2Net) -> dict[str, Tensor]:
+    """Rename a PaddleClas state dict to ``model``'s keys; unknown keys are kept as they are.
+
+    The head weight is transposed (Paddle's Linear stores [in, out]).
+    """
+    reverse = {theirs: ours for ours, theirs in paddle_names(model).items()}
+    out = {}
+    for key, value in state.items():
+        if key == PADDLE_HEAD_WEIGHT and value.ndim == 2:
+            value = value.t().contiguous()
+        out[reverse.get(key, key)] = value
+    return out
+
+
+def to_paddle_names(state: dict[str, Tensor], model: Res2Net) -> dict[str, Tensor]:
+    """The inverse of :func:`from_paddle_names`: our keys to PaddleClas's, head transposed."""
+    names = paddle_names(model)
+    out = {}
+    for key, value in state.items():
+        if key not in names:
+            continue
+        if key == "fc.weight":
+            value = value.t().contiguous()
+        out[names[key]] = value
+    return out
+
+
+@functools.cache
+def _signatures() -> list[tuple[str, frozenset, frozenset]]:
+    """(model name, our (key, shape) set, Paddle's (key, shape) set) per registered net."""
+    from res2net.models.registry import REGISTRY
+
+    seen: dict[Res2NetConfig, str] = {}
+    for name, entry in REGISTRY.items():
+        seen.setdefault(entry.config, name)
+    out = []
+    for config, name in seen.items():
+        with torch.device("meta"):
+            model = Res2Net(config)
+        ours = {(k, tuple(v.shape)) for k, v in model.state_dict().items()}
+        ours = {item for item in ours if not item[0].endswith("num_batches_tracked")}
+        paddle = {(n, tuple(model.state_dict()[k].shape)) for k, n in paddle_names(model).items()}
+        paddle = {(k, s[::-1]) if k == PADDLE_HEAD_WEIGHT else (k, s) for k, s in paddle}
+        out.append((name, frozenset(ours), frozenset(paddle)))
+    return out
+
+
+def guess_model(state: dict[str, Tensor]) -> str | None:
+    """The registered architecture whose keys and shapes match ``state`` (head ignored).
+
+    PaddleClas-named files are matched to PaddleClas entries, others to the official ones.
+    """
+
+    def body(sig):
+        return {(k, s) for k, s in sig if not k.startswith(("fc.", "out."))}
+
+    from res2net.models.registry import get_entry
+
+    found = body((k, tuple(v.shape)) for k, v in state.items() if "num_batches" not in k)
+    paddle_named = is_paddle_naming(state)
+    matches = [
+        name
+        for name, ours, paddle in _signatures()
+        if found == body(paddle if paddle_named else ours)
+    ]
+    family = "paddleclas" if paddle_named else "official"
+    matches.sort(key=lambda name: get_entry(name).family != family)
+    return matches[0] if matches else None
+
+
+def _describe_mismatch(
+    path: Path, model: Res2Net, missing, unexpected, misshaped, raw_state
+) -> WeightFileError:
+    lines = [f"{path}: weights do not fit this model ({_arch_name(model.config)})."]
+    guess = guess_model(raw_state)
+    if guess is not None and not _same_shape(model.config, guess):
+        lines.append(f"The file looks like weights for {guess}; build that model instead.")
+    if misshaped:
+        lines.append(f"{len(misshaped)} misshaped key(s) (file vs model):")
+        lines += [f"  {k}: {a} vs {b}" for k, a, b in misshaped]
+    if missing:
+        lines.append(f"{len(missing)} missing key(s): " + ", ".join(missing))
+    if unexpected:
+        lines.append(f"{len(unexpected)} unexpected key(s): " + ", ".join(unexpected))
+    if set(k for k, *_ in misshaped) <= set(HEAD_KEYS) and not missing and not unexpected:
+        lines.append(
+            "Only the classifier differs: to fine-tune, load with skip_head=True "
+            "(create_model(..., num_classes=N) does this for N != 1000)."
+        )
+    return WeightFileError("\n".join(lines))
+
+
+def _same_shape(config: Res2NetConfig, name: str) -> bool:
+    from res2net.models.registry import get_entry
+
+    return replace(get_entry(name).config, flavour=config.flavour) == config
+
+
+def _arch_name(config: Res2NetConfig) -> str:
+    vd = "_vd" if config.deep_stem else ""
+    return f"Res2Net{config.depth}{vd}_{config.width}w_{config.scales}s, {config.flavour} flavour"
+
+
+def load_weights(model: Res2Net, path: str | os.PathLike, *, skip_head: bool = False) -> LoadReport:
+    """Load a ``.pdparams``, ``.safetensors`` or ``.pth`` file into ``model``, strictly.
+
+    :param model: a :class:`Res2Net` of the file's architecture.
+    :param path: the weight file; format is detected from its content.
+    :param skip_head: leave the classifier as it is and ignore the file's (for fine-tuning
+        with another ``num_classes``, or feature extraction). Skipped keys are reported.
+    :raises WeightFileError: unreadable file, or any missing / unexpected / misshaped key
+        (all of them are listed, with the architecture the file looks like).
+    """
+    path = Path(path)
+    raw, fmt, _ = read_weight_file(path)
+    naming = "paddleclas" if is_paddle_naming(raw) else "timm"
+    state = from_paddle_names(raw, model) if naming == "paddleclas" else raw
+    target = model.state_dict()
+    skipped: list[str] = []
+    head_in_model = [k for k in HEAD_KEYS if k in target]
+    if skip_head or not head_in_model:
+        skipped = [k for k in HEAD_KEYS if k in state]
+        state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
+        target = {k: v for k, v in target.items() if k not in HEAD_KEYS}
+
+    missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in target]
+    misshaped = [
+        (k, tuple(state[k].shape), tuple(target[k].shape))
+        for k in target
+        if k in state and state[k].shape != target[k].shape
+    ]
+    if missing or unexpected or misshaped:
+        raise _describe_mismatch(path, model, missing, unexpected, misshaped, raw)
+    with torch.no_grad():
+        for key, value in state.items():
+            target[key].copy_(value.to(target[key].dtype))
+    return LoadReport(str(path), fmt, naming, len(state), skipped)
+
+
+def save_safetensors(
+    state: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write ``state`` as ``.safetensors`` atomically (temp file in the same folder + rename).
+
+    A crash mid-write leaves any earlier file at ``path`` untouched.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def convert_weights(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    model_name: str,
+    *,
+    naming: str = "res2net",
+) -> Path:
+    """Convert a weight file for ``model_name`` to ``.safetensors``, checking it loads.
+
+    :param naming: ``"res2net"`` (ours, = timm's keys) or ``"timm"`` (identical keys; the
+        metadata says so) for the output file.
+    """
+    from res2net.models.registry import create_model, get_entry
+
+    entry = get_entry(model_name)
+    model = create_model(model_name)
+    report = load_weights(model, src)
+    state = {k: v for k, v in model.state_dict().items()}
+    metadata = {
+        "format": "res2net" if naming == "res2net" else "pt",
+        "model": entry.name,
+        "flavour": entry.config.flavour,
+        "source_format": report.format,
+        "source": Path(src).name,
+        "config": json.dumps(entry.config.__dict__),
+    }
+    return save_safetensors(state, dst, metadata)

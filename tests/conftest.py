@@ -1,0 +1,92 @@
+"""Shared fixtures: the test photos and the PaddleClas reference runner.
+
+The reference checks run the real PaddleClas code (``paddleclas`` on ``paddlepaddle``) in
+its own virtual environment (``.venv-ref``, made by ``scripts/setup.sh``), because
+paddleclas pins numpy 1.24 and an old OpenCV. Set RES2NET_REF_PYTHON to use another
+interpreter. A missing reference environment fails these tests: they must run in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "tests" / "data" / "images"
+PHOTOS = sorted(p for p in IMAGES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+REF_SCRIPTS = ROOT / "tests" / "reference"
+PADDLE_NETWORKS = [
+    "Res2Net50_26w_4s",
+    "Res2Net50_14w_8s",
+    "Res2Net50_vd_26w_4s",
+    "Res2Net101_vd_26w_4s",
+    "Res2Net200_vd_26w_4s",
+]
+
+
+def ref_python() -> Path:
+    """The reference venv's interpreter; fails the test with set-up advice when absent."""
+    path = Path(os.environ.get("RES2NET_REF_PYTHON", ROOT / ".venv-ref" / "bin" / "python"))
+    if not path.exists():
+        pytest.fail(
+            f"PaddleClas reference interpreter not found at {path}. Run `bash scripts/setup.sh` "
+            "(creates .venv-ref with paddlepaddle + paddleclas) or set RES2NET_REF_PYTHON."
+        )
+    return path
+
+
+def run_reference(script: str, *args: str | Path, timeout: int = 600) -> str:
+    """Run tests/reference/SCRIPT in the reference venv; returns its stdout."""
+    cmd = [str(ref_python()), str(REF_SCRIPTS / script), *map(str, args)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+def simple_eval_transform(path: Path) -> np.ndarray:
+    """Short side to 256 (PIL bilinear), center crop 224, ImageNet normalization, CHW.
+
+    Only the parity tests of the network use it, feeding the same array to both sides.
+    """
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    scale = 256 / min(w, h)
+    image = image.resize((round(w * scale), round(h * scale)), Image.BILINEAR)
+    w, h = image.size
+    left, top = (w - 224) // 2, (h - 224) // 2
+    image = image.crop((left, top, left + 224, top + 224))
+    arr = np.asarray(image, dtype=np.float32) / 255.0
+    arr = (arr - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    return arr.transpose(2, 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def photo_batch(tmp_path_factory) -> tuple[torch.Tensor, Path]:
+    """The test photos as one normalized batch, and the same batch saved as .npy."""
+    batch = np.stack([simple_eval_transform(p) for p in PHOTOS])
+    path = tmp_path_factory.mktemp("inputs") / "photos.npy"
+    np.save(path, batch)
+    return torch.from_numpy(batch), path
+
+
+@pytest.fixture(scope="session")
+def paddle_reference(photo_batch, tmp_path_factory):
+    """Factory: NAME -> (pdparams path, PaddleClas logits on the photos), computed once."""
+    out_dir = tmp_path_factory.mktemp("paddle_ref")
+    done: dict[str, tuple[Path, np.ndarray]] = {}
+
+    def get(name: str) -> tuple[Path, np.ndarray]:
+        if name not in done:
+            run_reference("paddle_model.py", name, photo_batch[1], out_dir)
+            done[name] = (out_dir / f"{name}.pdparams", np.load(out_dir / f"{name}.logits.npy"))
+        return done[name]
+
+    return get

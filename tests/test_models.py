@@ -1,0 +1,139 @@
+"""The network family: sizes, FLOPs, registry, feature mode, and parity with PaddleClas."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import PADDLE_NETWORKS
+
+import res2net
+from res2net.models.res2net import Res2Net
+from res2net.weights.paddle import paddle_names, read_pdparams
+
+# REFERENCE.md section 1: counted with PaddleClas and timm alike.
+EXACT_PARAMS = {
+    "Res2Net50_26w_4s": 25_699_120,
+    "Res2Net50_14w_8s": 25_059_816,
+    "Res2Net50_vd_26w_4s": 25_718_352,
+    "Res2Net101_vd_26w_4s": 45_225_920,
+    "Res2Net200_vd_26w_4s": 76_215_536,
+}
+PADDLE_KEYS = {
+    "Res2Net50_26w_4s": 427,
+    "Res2Net50_14w_8s": 747,
+    "Res2Net50_vd_26w_4s": 437,
+    "Res2Net101_vd_26w_4s": 862,
+    "Res2Net200_vd_26w_4s": 1687,
+}
+# Published GFLOPs, except the two rows PaddleClas's table swaps, which are checked against
+# the values counted from the networks (REFERENCE.md section 1: ~9.0 and ~8.4).
+EXPECTED_GFLOPS = {
+    "Res2Net50_26w_4s": 8.52,
+    "Res2Net50_vd_26w_4s": 9.0,
+    "Res2Net50_14w_8s": 8.4,
+    "Res2Net101_vd_26w_4s": 16.67,
+    "Res2Net200_vd_26w_4s": 31.49,
+}
+TABLE_NAMES = [
+    "Res2Net50_26w_4s",
+    "Res2Net50_vd_26w_4s",
+    "Res2Net50_vd_26w_4s_ssld",
+    "Res2Net50_14w_8s",
+    "Res2Net101_vd_26w_4s",
+    "Res2Net101_vd_26w_4s_ssld",
+    "Res2Net200_vd_26w_4s",
+    "Res2Net200_vd_26w_4s_ssld",
+]
+
+
+@pytest.mark.parametrize("name", list(EXACT_PARAMS))
+def test_exact_parameter_count(name):
+    assert res2net.model_info(name)["params"] == EXACT_PARAMS[name]
+    model = res2net.create_model(name)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == EXACT_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_GFLOPS))
+def test_gflops_match_table(name):
+    assert res2net.model_info(name)["gflops"] == pytest.approx(EXPECTED_GFLOPS[name], rel=0.01)
+
+
+def test_swapped_rows_are_marked():
+    flagged = {n for n in TABLE_NAMES if res2net.model_info(n)["mismatch"]}
+    assert flagged == {"Res2Net50_vd_26w_4s", "Res2Net50_vd_26w_4s_ssld", "Res2Net50_14w_8s"}
+
+
+@pytest.mark.parametrize("name", list(PADDLE_KEYS))
+def test_paddle_name_count(name):
+    with torch.device("meta"):
+        model = res2net.create_model(name)
+    assert len(paddle_names(model)) == PADDLE_KEYS[name]
+
+
+def test_registry_names_and_ssld():
+    names = res2net.list_models()
+    assert names[: len(TABLE_NAMES)] == TABLE_NAMES
+    for name in TABLE_NAMES:
+        info = res2net.model_info(name)
+        assert info["url"].endswith(f"/{name}_pretrained.pdparams")
+        assert info["published"]["top1"] is not None
+    base, ssld = (
+        res2net.get_entry("Res2Net50_vd_26w_4s"),
+        res2net.get_entry("Res2Net50_vd_26w_4s_ssld"),
+    )
+    assert base.config == ssld.config and base.url != ssld.url
+
+
+def test_unknown_name_suggests():
+    with pytest.raises(ValueError, match="Did you mean Res2Net50_vd_26w_4s"):
+        res2net.create_model("Res2Net50_vd_26w_4")
+
+
+def test_forward_shapes_and_feature_mode():
+    model = res2net.create_model("Res2Net50_vd_26w_4s", num_classes=7).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert model(x).shape == (2, 7)
+    feats = res2net.create_model("Res2Net50_vd_26w_4s", features_only=True, out_indices=(1, 3))
+    with torch.no_grad():
+        outs = feats.eval()(x)
+    assert [tuple(o.shape) for o in outs] == [(2, 512, 28, 28), (2, 2048, 7, 7)]
+    assert not hasattr(feats, "fc")
+
+
+def test_frozen_stages_stay_frozen_in_train_mode():
+    model = res2net.create_model("Res2Net50_26w_4s", frozen_stages=2).train()
+    assert not any(p.requires_grad for p in model.layer2.parameters())
+    assert all(p.requires_grad for p in model.layer3.parameters())
+    assert not model.layer1[0].bn1.training and model.layer3[0].bn1.training
+
+
+@pytest.mark.parametrize("name", PADDLE_NETWORKS)
+def test_parity_with_paddleclas(name, paddle_reference, photo_batch):
+    """PaddleClas's own network, randomized, saved by paddle.save: our logits equal its."""
+    pdparams, ref = paddle_reference(name)
+    keys = set(read_pdparams(pdparams))
+    model = res2net.create_model(name, pretrained=str(pdparams))
+    assert keys == set(paddle_names(model).values())
+    with torch.no_grad():
+        ours = model(photo_batch[0]).numpy()
+    scale = np.abs(ref).max()
+    # The check can fail: logits differ across the photos by far more than the tolerance.
+    assert np.abs(ref - ref.mean(0)).max() > 0.1 * scale
+    assert np.abs(ours - ref).max() <= 1e-4 * scale
+    np.testing.assert_array_equal(np.argsort(-ours, 1)[:, :5], np.argsort(-ref, 1)[:, :5])
+
+
+@pytest.mark.parametrize("name", ["Res2Net50_26w_4s", "Res2Net50_vd_26w_4s"])
+def test_official_flavour_differs_on_same_weights(name, paddle_reference, photo_batch):
+    """Negative control: the timm / original-release flavour is a different function."""
+    pdparams, ref = paddle_reference(name)
+    paddle_model = res2net.create_model(name, pretrained=str(pdparams))
+    official = Res2Net(replace(paddle_model.config, flavour="official")).eval()
+    official.load_state_dict(paddle_model.state_dict())
+    with torch.no_grad():
+        theirs = official(photo_batch[0]).numpy()
+    assert np.abs(theirs - ref).max() > 0.05 * np.abs(ref).max()
