@@ -1,0 +1,93 @@
+"""``res2net predict``: classify image files and folders (see res2net.deploy.predictor)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` subcommand."""
+    p = subparsers.add_parser(
+        "predict",
+        help="classify images (files or folders, walked recursively)",
+        description="Classify images with a Res2Net, using its weights' own preprocessing. "
+        "Exit code: 0 all classified, 1 some images failed, 2 usage error.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS")
+    p.add_argument("--model", required=True, help="registered name (see `res2net models`)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", help=".pdparams / .safetensors / .pth weight file")
+    source.add_argument(
+        "--pretrained", action="store_true", help="download and cache the published weights"
+    )
+    p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per model call")
+    p.add_argument("--num-workers", type=int, default=2, help="decoding threads (default 2)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--engine", default="eager", help="runtime (default eager)")
+    p.add_argument("--labels", help="label file: one name per line, or PaddleClas 'id name'")
+    p.add_argument("--num-classes", type=int, help="classifier size (default: from labels, 1000)")
+    p.add_argument(
+        "--max-pixels", type=int, default=None, help="refuse larger images (default 89,478,485)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=run)
+
+
+def _print_text(predictions: list) -> None:
+    # One header line per image, then one "score  id  name" line per class.
+    for pred in predictions:
+        if not pred.ok:
+            continue
+        print(pred.source)
+        names = pred.labels or [""] * len(pred.class_ids)
+        for cid, name, score in zip(pred.class_ids, names, pred.scores, strict=True):
+            print(f"  {score:.4f}  {cid:>4}  {name}".rstrip())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Classify ``args.inputs``; returns 0 (all ok), 1 (some failed)."""
+    from res2net.data.images import DEFAULT_MAX_PIXELS, collect_images
+    from res2net.deploy.predictor import Predictor
+
+    files = collect_images(args.inputs)
+    if not files:
+        raise ValueError(f"no image files found in {', '.join(args.inputs)}")
+    weights = True if args.pretrained else args.weights
+    if not weights:
+        print(
+            f"warning: no --weights given: {args.model} has RANDOM weights, so its predictions "
+            "mean nothing. Pass --weights FILE or --pretrained.",
+            file=sys.stderr,
+        )
+    predictor = Predictor(
+        args.model,
+        weights,
+        engine=args.engine,
+        device=args.device,
+        topk=args.topk,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        labels=args.labels,
+        num_classes=args.num_classes,
+        max_pixels=args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS,
+    )
+    predictions = predictor.predict(files)
+    failed = [p for p in predictions if not p.ok]
+    for pred in failed:
+        print(f"failed: {pred.error}", file=sys.stderr)
+    if args.json:
+        document = {
+            "model": predictor.model_name,
+            "weights": str(args.weights) if args.weights else ("pretrained" if weights else None),
+            "predictions": [p.to_dict() for p in predictions],
+        }
+        json.dump(document, sys.stdout, indent=2)
+        print()
+    else:
+        _print_text(predictions)
+    if failed:
+        print(f"{len(failed)} of {len(predictions)} images failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,52 @@
+"""Class names: ImageNet-1k's from torchvision, or a user's label file."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+
+@functools.cache
+def _imagenet_labels() -> tuple[str, ...]:
+    # torchvision ships the 1000 names with every ImageNet weight enum; any one will do.
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names, index = class id (from torchvision's metadata)."""
+    return list(_imagenet_labels())
+
+
+def load_label_file(path: str | os.PathLike) -> list[str]:
+    """Class names from a text file: one name per line, or PaddleClas's ``id name`` lines.
+
+    The ``id name`` form (``ppcls/utils/imagenet1k_label_list.txt``) is recognised when every
+    line starts with an integer followed by a space; the ids must then be 0..N-1, each once.
+
+    :raises ValueError: missing/empty file, or ids that are repeated or leave gaps.
+    """
+    path = Path(path)
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except OSError as exc:
+        raise ValueError(f"label file {path}: cannot read ({exc.strerror or exc})") from None
+    lines = [line for line in lines if line]
+    if not lines:
+        raise ValueError(f"label file {path}: no labels in it; write one class name per line")
+    pairs = [line.split(maxsplit=1) for line in lines]
+    if not all(len(p) == 2 and p[0].isdigit() for p in pairs):
+        return lines
+    names: dict[int, str] = {}
+    for number, (ident, name) in enumerate(pairs, start=1):
+        if int(ident) in names:
+            raise ValueError(f"label file {path}, line {number}: class id {ident} repeated")
+        names[int(ident)] = name
+    missing = sorted(set(range(len(names))) - set(names))
+    if missing:
+        raise ValueError(
+            f"label file {path}: class ids must be 0..{len(names) - 1}; missing {missing[:5]}"
+        )
+    return [names[i] for i in range(len(names))]
