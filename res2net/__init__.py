@@ -23,6 +23,15 @@ _EXPORTS = {
     "read_weight_file": "res2net.weights.io",
     "convert_weights": "res2net.weights.io",
     "WeightFileError": "res2net.weights.io",
+    "Predictor": "res2net.deploy.predictor",
+    "Prediction": "res2net.deploy.predictor",
+    "preprocess": "res2net.data.transforms",
+    "eval_transform": "res2net.data.transforms",
+    "load_image": "res2net.data.images",
+    "ImageDecodeError": "res2net.data.images",
+    "imagenet_labels": "res2net.data.labels",
+    "fetch_weights": "res2net.weights.hub",
+    "WeightDownloadError": "res2net.weights.hub",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

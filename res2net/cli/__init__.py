@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `res2net --help` lists them.
-COMMANDS = ["models", "convert"]
+COMMANDS = ["models", "convert", "download", "predict", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,16 +78,21 @@ def _paddle(name: str, config: Res2NetConfig, pub: Published, weights: str = "")
     return ModelEntry(name, config, "paddleclas", url=url, published=pub)
 
 
-def _official(name: str, config: Res2NetConfig, top1: float | None) -> ModelEntry:
+def _official(name: str, config: Res2NetConfig, top1: float | None, notes: str = "") -> ModelEntry:
     config = replace(config, flavour="official")
     return ModelEntry(
         name,
         config,
         "official",
         url=TIMM_URL.format(name),
-        preprocess=Preprocess(style="timm"),
+        # timm's cfg: crop_pct 0.875 (resize 256, crop 224), bilinear, ImageNet mean/std.
+        preprocess=Preprocess(resize_short=256, crop=224, interpolation="bilinear", style="timm"),
         published=Published(top1=top1, source=_TIMM_TABLE),
+        notes=notes,
     )
+
+
+_V1B = "the original release's 'v1b' weights (deep stem + avg-pool shortcut, PaddleClas's 'vd')"
 
 
 _R50_26W4S = Res2NetConfig(50, 26, 4)
@@ -120,8 +125,8 @@ _ENTRIES: list[ModelEntry] = [
     _official("res2net50_26w_8s", Res2NetConfig(50, 26, 8), None),
     _official("res2net101_26w_4s", Res2NetConfig(101, 26, 4), 0.7919),
     _official("res2next50", Res2NetConfig(50, 4, 4, cardinality=8), None),
-    _official("res2net50d", _R50_VD, 0.8028),
-    _official("res2net101d", _R101_VD, 0.8124),
+    _official("res2net50d", _R50_VD, 0.8028, _V1B),
+    _official("res2net101d", _R101_VD, 0.8124, _V1B),
 ]
 REGISTRY: dict[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
 

@@ -39,6 +39,10 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
 
 
+# Pickle opcode LONG1 with 10 bytes, then torch.serialization's MAGIC_NUMBER, little-endian.
+_LEGACY_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
 def _sniff_format(path: Path) -> str:
     with open(path, "rb") as fh:
         head = fh.read(16)
@@ -50,7 +54,10 @@ def _sniff_format(path: Path) -> str:
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
     if head[:1] == b"\x80":
-        # Legacy torch.save files are pickles too; trust an explicit torch suffix.
+        # Legacy (pre-1.6) torch.save files, like many original-release checkpoints, are
+        # pickles too: they open with torch's magic number, whatever the file is called.
+        if head[2:14] == _LEGACY_TORCH_MAGIC:
+            return "pth"
         return "pth" if suffix in (".pth", ".pt", ".bin", ".ckpt") else "pdparams"
     raise WeightFileError(
         f"{path}: unknown weight format (starts with {head[:8]!r}); expected .pdparams "
@@ -288,6 +295,12 @@ def convert_weights(
     from res2net.models.registry import create_model, get_entry
 
     entry = get_entry(model_name)
+    if naming == "timm" and entry.config.flavour != "official":
+        # timm computes the official flavour: these weights would load but compute wrongly.
+        raise ValueError(
+            f"--to timm needs an official-flavour model; {model_name} is PaddleClas's flavour, "
+            "which timm's networks do not compute (see README, 'Two flavours')"
+        )
     model = create_model(model_name)
     report = load_weights(model, src)
     state = {k: v for k, v in model.state_dict().items()}
