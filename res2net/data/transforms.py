@@ -2,12 +2,13 @@
 
 ``style="paddle"`` is PaddleClas's deploy pipeline (``deploy/python/preprocess.py``:
 ResizeImage(resize_short=256) -> CropImage(224) -> NormalizeImage -> ToCHWImage, on the
-RGB image that ``cv2.imread`` + BGR->RGB gives). Its resize is OpenCV ``INTER_LINEAR``:
-bilinear with half-pixel centres and NO antialiasing, rounded back to uint8. We use
-torchvision's tensor resize with ``antialias=False``, which is the same interpolation;
-the two differ only in OpenCV's fixed-point rounding (at most one uint8 level on a few
-pixels). An antialiased resampler (PIL, or torchvision with antialias) would be a better
-downscaler but would not be what PaddleClas's weights saw when they were evaluated.
+RGB image that ``cv2.imread`` + BGR->RGB gives). Its resize is OpenCV ``INTER_LINEAR`` on
+uint8: bilinear with half-pixel centres and NO antialiasing, in fixed point (11-bit
+weights, and the rounding of OpenCV's vectorised vertical pass). :func:`opencv_linear_resize`
+does that same integer arithmetic in torch, so our pixels equal PaddleClas's bit for bit
+without depending on OpenCV. (A float bilinear resize, e.g. torchvision's with
+``antialias=False``, leaves ~12% of pixels one level off; an antialiased one, PIL's or
+timm's, is a better downscaler but not what PaddleClas's weights were evaluated with.)
 
 ``style="timm"`` is timm's eval transform for the original release's weights: PIL bilinear
 (antialiased) resize of the short side to ``resize_short``, torchvision's center crop.
@@ -47,6 +48,47 @@ def center_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:
     return (width - crop) // 2, (height - crop) // 2
 
 
+# OpenCV's fixed-point bilinear weights: INTER_RESIZE_COEF_BITS = 11 (imgproc/resize.cpp).
+_COEF_SCALE = 2048
+
+
+def _linear_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (first, second) and their int weights for one axis, as OpenCV's
+    ``resize`` computes them: float32 half-pixel coordinate, clamped at both borders,
+    each weight rounded to 1/2048 on its own."""
+    coord = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).float()
+    first = coord.floor()
+    frac = coord - first
+    first = first.long()
+    frac[first < 0] = 0
+    first = first.clamp(min=0)
+    frac[first >= n_in - 1] = 0
+    first = first.clamp(max=n_in - 1)
+    second = (first + 1).clamp(max=n_in - 1)
+    weights = torch.stack([(1 - frac) * _COEF_SCALE, frac * _COEF_SCALE]).round().int()
+    return first, second, weights
+
+
+def opencv_linear_resize(pixels: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """``cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)`` on uint8, exactly.
+
+    :param pixels: uint8 C x H x W.
+    :returns: uint8 C x height x width.
+    """
+    _, in_h, in_w = pixels.shape
+    x0, x1, wx = _linear_taps(in_w, width)
+    y0, y1, wy = _linear_taps(in_h, height)
+    rows = pixels.int()
+    # Horizontal pass on the needed rows only: exact integers (value x 2048).
+    top = rows[:, y0][:, :, x0] * wx[0] + rows[:, y0][:, :, x1] * wx[1]
+    bottom = rows[:, y1][:, :, x0] * wx[0] + rows[:, y1][:, :, x1] * wx[1]
+    # Vertical pass as OpenCV's SIMD kernel rounds it (VResizeLinearVec_32s8u): drop 4 bits,
+    # 16-bit high multiply by each weight, then add 2 and drop 2 more.
+    by0, by1 = wy[0].view(1, -1, 1), wy[1].view(1, -1, 1)
+    mixed = (((top >> 4) * by0) >> 16) + (((bottom >> 4) * by1) >> 16)
+    return ((mixed + 2) >> 2).clamp(0, 255).to(torch.uint8)
+
+
 def _interpolation(cfg: Preprocess) -> InterpolationMode:
     try:
         return _MODES[cfg.interpolation]
@@ -61,8 +103,9 @@ def _paddle_style(image: Image.Image, cfg: Preprocess) -> torch.Tensor:
     new_w, new_h = paddle_resize_size(width, height, cfg.resize_short)
     if min(new_w, new_h) < cfg.crop:
         raise ValueError(f"resize_short={cfg.resize_short} is smaller than crop={cfg.crop}")
-    pixels = F.pil_to_tensor(image)  # uint8 3 x H x W
-    resized = F.resize(pixels, [new_h, new_w], _interpolation(cfg), antialias=False)
+    if cfg.interpolation != "bilinear":
+        raise ValueError(f"paddle-style preprocessing is bilinear only, not {cfg.interpolation!r}")
+    resized = opencv_linear_resize(F.pil_to_tensor(image), new_w, new_h)
     left, top = center_crop_box(new_w, new_h, cfg.crop)
     crop = resized[:, top : top + cfg.crop, left : left + cfg.crop]
     # NormalizeImage's arithmetic, in float32: x * (1/255) - mean, then / std.

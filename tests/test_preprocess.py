@@ -1,0 +1,148 @@
+"""Eval preprocessing against its peers: PaddleClas's deploy operators and timm's transform."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+from conftest import PHOTOS, ROOT, run_reference
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
+
+from res2net.data.images import load_image
+from res2net.data.labels import imagenet_labels, load_label_file
+from res2net.data.transforms import preprocess
+from res2net.models.registry import IMAGENET_STD, get_entry
+
+# One uint8 level after normalization, per channel (+ float32 slack): the allowed worst case.
+ONE_LEVEL = (1.0 / 255.0 / np.array(IMAGENET_STD) + 1e-5).reshape(3, 1, 1)
+PADDLE_LABELS = (
+    ROOT / ".venv-ref/lib/python3.11/site-packages/paddleclas/ppcls/utils/imagenet1k_label_list.txt"
+)
+
+
+def _variants(folder) -> list:
+    """Inputs that exercise decoding, made from the real photos: each decoder path cv2 has."""
+    photo = Image.open(PHOTOS[2]).convert("RGB")  # chelsea.png, 451 x 300
+    gray = np.asarray(photo.convert("L"), dtype=np.uint16)
+    rng = np.random.default_rng(0)
+    cases = {
+        "gray.png": photo.convert("L"),
+        "rgba.png": photo.convert("RGBA"),
+        "palette.png": photo.quantize(64),
+        # 16-bit: high byte = the photo, low byte = noise that the 8-bit result must ignore.
+        "gray16.png": Image.fromarray(gray * 256 + rng.integers(0, 256, gray.shape, np.uint16)),
+        "tiny.png": photo.resize((7, 5), Image.BILINEAR),
+        "large.jpg": photo.resize((3000, 1995), Image.BICUBIC),
+    }
+    rgba = np.asarray(cases["rgba.png"]).copy()
+    rgba[..., 3] = rng.integers(0, 256, rgba.shape[:2], np.uint8)  # alpha must be ignored
+    cases["rgba.png"] = Image.fromarray(rgba)
+    paths = []
+    for name, image in cases.items():
+        path = folder / name
+        image.save(path, quality=92) if name.endswith(".jpg") else image.save(path)
+        paths.append(path)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    path = folder / "exif_rotated.jpg"
+    photo.save(path, quality=92, exif=exif)
+    paths.append(path)
+    return paths
+
+
+def _compare(paths, tmp_path) -> dict[str, float]:
+    """Ours vs PaddleClas's deploy operators on each file: worst difference in uint8 levels."""
+    out = tmp_path / "paddle.npz"
+    run_reference("paddle_preprocess.py", out, *paths)
+    ref = np.load(out)
+    report, worst = [], {}
+    for i, path in enumerate(paths):
+        ours = preprocess(path).numpy()
+        theirs = ref[str(i)]
+        assert ours.shape == theirs.shape == (3, 224, 224), path
+        diff = np.abs(ours - theirs)
+        worst[path.name] = float((diff / ONE_LEVEL).max())
+        report.append(
+            f"{path.name}: mean |diff| {diff.mean():.6f}, worst {worst[path.name]:.3f} levels"
+        )
+    print("\n".join(report))
+    bad = [name for name, levels in worst.items() if levels > 1.0]
+    assert not bad, f"over one uint8 level on {bad}:\n" + "\n".join(report)
+    return worst
+
+
+def test_paddle_preprocess_matches_paddleclas_on_photos(tmp_path):
+    """Every photo through PaddleClas's own deploy operators vs ours: within one level, and in
+    fact identical, because we redo OpenCV's fixed-point bilinear arithmetic."""
+    worst = _compare(PHOTOS, tmp_path)
+    assert len(worst) == len(PHOTOS)
+    assert max(worst.values()) < 0.01, worst
+
+
+def test_paddle_decoding_matches_cv2_imread(tmp_path):
+    """Grayscale, RGBA, palette, 16-bit, tiny, large and EXIF-rotated files decode as cv2 does.
+
+    All are identical except the tiny one: upscaled on both axes, OpenCV rounds a few
+    percent of pixels differently from its own single-axis kernels (one level at most)."""
+    worst = _compare(_variants(tmp_path), tmp_path)
+    assert max(v for k, v in worst.items() if k != "tiny.png") < 0.01, worst
+
+
+def test_wrong_resampler_is_caught(tmp_path):
+    """Negative control: an antialiased resize (timm's) is more than one level off PaddleClas."""
+    out = tmp_path / "paddle.npz"
+    run_reference("paddle_preprocess.py", out, PHOTOS[0])
+    timm_style = preprocess(PHOTOS[0], get_entry("res2net50d").preprocess).numpy()
+    assert (np.abs(timm_style - np.load(out)["0"]) > ONE_LEVEL).mean() > 0.01
+
+
+@pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
+def test_timm_style_equals_timm_eval_transform(path):
+    """Official-flavour entries preprocess exactly as timm's own eval transform."""
+    model = timm.create_model("res2net50d", pretrained=False)
+    theirs = create_transform(**resolve_data_config({}, model=model))(
+        Image.open(path).convert("RGB")
+    )
+    ours = preprocess(path, get_entry("res2net50d").preprocess)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)
+
+
+def test_inputs_of_every_kind_give_the_same_tensor():
+    """A path, its bytes, the PIL image and the uint8 array are the same input."""
+    path = PHOTOS[-1]
+    image = load_image(path)
+    ref = preprocess(path)
+    for source in (path.read_bytes(), image, np.asarray(image), str(path)):
+        np.testing.assert_array_equal(preprocess(source).numpy(), ref.numpy())
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = _variants(tmp_path)[-1]
+    assert Image.open(path).size == (451, 300)
+    assert load_image(path).size == (300, 451)
+
+
+def test_imagenet_labels_follow_paddleclas_class_order():
+    """torchvision's names and PaddleClas's label list describe the same 1000 classes."""
+    ours = imagenet_labels()
+    theirs = load_label_file(PADDLE_LABELS)
+    assert len(ours) == len(theirs) == 1000
+    assert theirs[0].startswith("tench")
+    same = sum(a.lower() in b.lower() for a, b in zip(ours, theirs, strict=True))
+    assert same > 900, f"only {same} of 1000 names agree"
+
+
+def test_label_file_formats_and_errors(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("cat\ndog\n\n")
+    assert load_label_file(plain) == ["cat", "dog"]
+    numbered = tmp_path / "numbered.txt"
+    numbered.write_text("1 dog\n0 cat\n")
+    assert load_label_file(numbered) == ["cat", "dog"]
+    gap = tmp_path / "gap.txt"
+    gap.write_text("0 cat\n2 dog\n")
+    with pytest.raises(ValueError, match=r"gap.txt.*missing \[1\]"):
+        load_label_file(gap)
+    with pytest.raises(ValueError, match="cannot read"):
+        load_label_file(tmp_path / "absent.txt")
