@@ -1,0 +1,82 @@
+"""``res2net serve``: the Open Inference Protocol server (see res2net.deploy.server)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+API_KEY_ENV = "RES2NET_API_KEY"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` subcommand."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a model over REST and gRPC (Open Inference Protocol v2) with a web page",
+        description="Serve one Res2Net: Open Inference Protocol v2 over REST and gRPC "
+        "(tritonclient, KServe), POST /v1/classify for encoded images, an upload page at /, "
+        "Prometheus metrics at /metrics. Concurrent requests are batched together.",
+    )
+    p.add_argument("--model", required=True, help="registered name (see `res2net models`)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", help=".pdparams / .safetensors / .pth (default: random)")
+    source.add_argument(
+        "--pretrained", action="store_true", help="download and cache the published weights"
+    )
+    p.add_argument("--engine", default="eager", help="runtime (default eager)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--labels", help="label file (default: ImageNet's 1000 classes)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="REST port (default 8000; 0: any)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0: any)")
+    p.add_argument("--no-grpc", action="store_true", help="serve REST only")
+    p.add_argument("--max-batch-size", type=int, default=8, help="images per model call")
+    p.add_argument(
+        "--max-delay-ms", type=float, default=5.0, help="wait for a batch to fill (default 5)"
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=64, help="waiting requests before 503 (default 64)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="model calls run at once (default 1; per process)"
+    )
+    p.add_argument("--timeout", type=float, default=60.0, help="per-request seconds (default 60)")
+    p.add_argument("--max-body-mb", type=float, default=64.0, help="request body limit in MiB")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"require this key in X-API-Key (default: ${API_KEY_ENV}; none: open)",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted; returns 0 after a graceful shutdown."""
+    from res2net.deploy.server import ServeConfig, build_service, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        grpc_port=None if args.no_grpc else args.grpc_port,
+        max_batch_size=args.max_batch_size,
+        max_delay_ms=args.max_delay_ms,
+        max_queue=args.max_queue,
+        workers=args.workers,
+        timeout_s=args.timeout,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        api_key=args.api_key or None,
+    )
+    weights = True if args.pretrained else args.weights
+    service = build_service(
+        args.model,
+        weights,
+        engine=args.engine,
+        device=args.device,
+        labels=args.labels,
+        config=config,
+    )
+    serve(service, log_level=args.log_level)
+    return 0

@@ -1,0 +1,171 @@
+"""gRPC front end: the Open Inference Protocol's ``GRPCInferenceService``.
+
+The service definition is the protocol's published ``grpc_service.proto``; its generated
+Python stubs ship with ``tritonclient`` (``tritonclient.grpc.service_pb2[_grpc]``), so the
+servicer below implements the protocol's base class instead of generating our own copy.
+Semantics match REST: same model, same batcher, same validation; HTTP statuses of
+:class:`ServeError` map to gRPC status codes. Methods outside the protocol's core (model
+repository, shared memory, ...) stay UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import time
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from res2net.deploy.server.service import MODEL_VERSION, ModelService, ServeError, decode_tensor
+
+STATUS_TO_CODE = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+# Probes stay reachable without the API key, as on REST.
+OPEN_METHODS = {"ServerLive", "ServerReady"}
+
+
+def _rpc(method: Callable) -> Callable:
+    """Wrap a servicer method: API key, metrics, and ServeError -> gRPC status."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self: InferenceServicer, request, context: grpc.ServicerContext):
+        began = time.perf_counter()
+        code = "OK"
+        try:
+            if name not in OPEN_METHODS:
+                self.check_key(context)
+            return method(self, request, context)
+        except ServeError as exc:
+            status = STATUS_TO_CODE.get(exc.status, grpc.StatusCode.INTERNAL)
+            code = status.name
+            if exc.retry_after is not None:
+                context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+            context.abort(status, exc.message)
+        except Exception:
+            code = "INTERNAL"
+            raise
+        finally:
+            self.service.metrics.observe_request("grpc", name, code, time.perf_counter() - began)
+
+    return wrapper
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The protocol's core RPCs for one :class:`ModelService`."""
+
+    def __init__(self, service: ModelService) -> None:
+        self.service = service
+
+    def check_key(self, context: grpc.ServicerContext) -> None:
+        """:raises ServeError: 401 when an API key is set and the call lacks it."""
+        expected = self.service.config.api_key
+        if not expected:
+            return
+        given = dict(context.invocation_metadata()).get("x-api-key", "")
+        if not hmac.compare_digest(str(given).encode(), expected.encode()):
+            raise ServeError(401, "missing or wrong API key: send it as 'x-api-key' metadata")
+
+    @_rpc
+    def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
+        return pb.ServerLiveResponse(live=True)
+
+    @_rpc
+    def ServerReady(self, request, context):  # noqa: N802
+        return pb.ServerReadyResponse(ready=self.service.ready)
+
+    @_rpc
+    def ModelReady(self, request, context):  # noqa: N802
+        self.service.check_model(request.name, request.version)
+        return pb.ModelReadyResponse(ready=self.service.ready)
+
+    @_rpc
+    def ServerMetadata(self, request, context):  # noqa: N802
+        return pb.ServerMetadataResponse(**self.service.server_metadata())
+
+    @_rpc
+    def ModelMetadata(self, request, context):  # noqa: N802
+        self.service.check_model(request.name, request.version)
+        meta = self.service.model_metadata()
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[tensor(**t) for t in meta["inputs"]],
+            outputs=[tensor(**t) for t in meta["outputs"]],
+        )
+
+    @_rpc
+    def ModelInfer(self, request, context):  # noqa: N802
+        service = self.service
+        service.check_model(request.model_name, request.model_version)
+        images = _input_tensor(request, service.image_size)
+        requested = [o.name for o in request.outputs]
+        results = service.outputs_for(service.logits_blocking(images), requested)
+        response = pb.ModelInferResponse(
+            model_name=service.name, model_version=MODEL_VERSION, id=request.id
+        )
+        for name, array in results.items():
+            response.outputs.add(name=name, datatype="FP32", shape=list(array.shape))
+            response.raw_output_contents.append(np.ascontiguousarray(array, "<f4").tobytes())
+        return response
+
+
+def _input_tensor(request, image_size: int) -> np.ndarray:
+    """The one input, from ``raw_input_contents`` or typed ``contents``."""
+    if len(request.inputs) != 1:
+        raise ServeError(
+            400, f"expected exactly one input tensor ('input'), got {len(request.inputs)}"
+        )
+    tensor = request.inputs[0]
+    raw = None
+    if request.raw_input_contents:
+        if len(request.raw_input_contents) != 1:
+            raise ServeError(400, "raw_input_contents must hold one entry per input (one)")
+        raw = request.raw_input_contents[0]
+    data = list(tensor.contents.fp32_contents) if raw is None else None
+    return decode_tensor(
+        tensor.name,
+        tensor.datatype,
+        list(tensor.shape),
+        raw=raw,
+        data=data or None,
+        image_size=image_size,
+    )
+
+
+def create_grpc_server(service: ModelService, host: str, port: int) -> tuple[grpc.Server, int]:
+    """A started-but-not-serving gRPC server on ``host:port`` (0 picks a free port).
+
+    :returns: the server (call ``start()``) and the port it is bound to.
+    :raises RuntimeError: the address cannot be bound.
+    """
+    config = service.config
+    # Enough threads for every queued and running request; beyond that gRPC refuses calls
+    # (RESOURCE_EXHAUSTED) rather than queueing them without bound.
+    threads = min(256, config.max_queue + config.max_batch_size * config.workers + 4)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="res2net-grpc"),
+        maximum_concurrent_rpcs=threads,
+        options=[
+            ("grpc.max_receive_message_length", config.max_body_bytes),
+            ("grpc.max_send_message_length", config.max_body_bytes),
+        ],
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"cannot bind the gRPC server to {host}:{port} (port in use?)")
+    return server, bound

@@ -1,0 +1,290 @@
+"""The protocol-neutral core of the server: one model, its metadata, inference and classify.
+
+REST and gRPC are thin translations of this module: both validate tensors with
+:func:`decode_tensor`, run them through the one shared :class:`DynamicBatcher` and report
+failures as :class:`ServeError` (an HTTP status, mapped to a gRPC code by the gRPC layer).
+Tensor names, shapes and datatypes follow the Open Inference Protocol v2
+(https://github.com/kserve/open-inference-protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from res2net import __version__
+from res2net.deploy.server.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
+from res2net.deploy.server.metrics import ServerMetrics
+
+log = logging.getLogger("res2net.serve")
+
+INPUT_NAME = "input"
+OUTPUTS = ("logits", "probabilities")
+MODEL_VERSION = "1"
+# Protocol datatype -> numpy dtype, for the datatypes a client might send; only FP32 is
+# accepted, the rest are listed so the error can say what was sent.
+DATATYPES = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
+    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+}  # fmt: skip
+
+
+class ServeError(Exception):
+    """A request the server refuses, with the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Server settings shared by REST and gRPC (see ``res2net serve --help``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    grpc_port: int | None = 8001
+    max_batch_size: int = 8
+    max_delay_ms: float = 5.0
+    max_queue: int = 64
+    workers: int = 1
+    timeout_s: float = 60.0
+    max_body_bytes: int = 64 * 2**20
+    max_images_per_request: int = 64
+    topk: int = 5
+    api_key: str | None = None
+    retry_after_s: int = 1
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def decode_tensor(
+    name: str,
+    datatype: str,
+    shape: list[int],
+    *,
+    raw: bytes | None = None,
+    data: Any = None,
+    image_size: int = 224,
+) -> np.ndarray:
+    """Check one v2 input tensor against the model's signature and return it as an array.
+
+    :param raw: the tensor's bytes (REST binary extension, gRPC ``raw_input_contents``).
+    :param data: the tensor's values as (possibly nested) JSON lists, when not raw.
+    :raises ServeError: 400 naming the field that is wrong and what is expected.
+    """
+    expected = f"[N, 3, {image_size}, {image_size}]"
+    if name != INPUT_NAME:
+        raise ServeError(400, f"unknown input {name!r}; this model has one input {INPUT_NAME!r}")
+    if datatype != "FP32":
+        raise ServeError(400, f"input {name!r} has datatype {datatype!r}; expected 'FP32'")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ServeError(400, f"input {name!r} shape must be a list of sizes; got {shape!r}")
+    if len(shape) != 4 or shape[1:] != [3, image_size, image_size] or shape[0] < 1:
+        raise ServeError(400, f"input {name!r} has shape {shape}; expected {expected}, N >= 1")
+    count = int(np.prod(shape))
+    if raw is not None:
+        if len(raw) != 4 * count:
+            raise ServeError(
+                400,
+                f"input {name!r}: {len(raw)} bytes of data for shape {shape} "
+                f"(FP32 needs {4 * count})",
+            )
+        array = np.frombuffer(raw, dtype="<f4")
+    elif data is not None:
+        try:
+            array = np.asarray(data, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            raise ServeError(400, f"input {name!r}: 'data' must hold only numbers") from None
+        if array.size != count:
+            raise ServeError(
+                400,
+                f"input {name!r}: {array.size} values in 'data' for shape {shape} ({count} needed)",
+            )
+    else:
+        raise ServeError(400, f"input {name!r} has no 'data' (nor binary data)")
+    array = array.reshape(shape)
+    if not np.isfinite(array).all():
+        raise ServeError(400, f"input {name!r} contains NaN or infinity")
+    return array
+
+
+class ModelService:
+    """One model behind the server: metadata, batched inference, image classification.
+
+    :param predictor: a :class:`res2net.deploy.predictor.Predictor`: its network, runtime,
+        preprocessing (``preprocess``, ``preprocess_cfg``) and ``labels`` are used as they are.
+    """
+
+    def __init__(
+        self,
+        predictor: Any,
+        config: ServeConfig,
+        *,
+        engine: str = "eager",
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.name: str = predictor.model_name
+        self.config = config
+        self.weights = _describe_weights(getattr(predictor, "weights", None))
+        self.engine = engine
+        self.image_size = int(predictor.preprocess_cfg.crop)
+        self.metrics = metrics or ServerMetrics()
+        self.ready = False
+        self.batcher = DynamicBatcher(
+            predictor.predict_batch,
+            max_batch_size=config.max_batch_size,
+            max_delay_s=config.max_delay_ms / 1000,
+            max_queue=config.max_queue,
+            workers=config.workers,
+            on_batch=self.metrics.observe_batch,
+        )
+        self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
+
+    # -- metadata ---------------------------------------------------------------------
+
+    def server_metadata(self) -> dict[str, Any]:
+        """``GET /v2``: server name, version and protocol extensions."""
+        return {"name": "res2net", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    def model_metadata(self) -> dict[str, Any]:
+        """``GET /v2/models/{name}``: tensors, plus where the weights came from."""
+        dims = [-1, 3, self.image_size, self.image_size]
+        return {
+            "name": self.name,
+            "versions": [MODEL_VERSION],
+            "platform": f"res2net_{self.engine}",
+            "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": dims}],
+            "outputs": [
+                {"name": n, "datatype": "FP32", "shape": [-1, self.num_classes]} for n in OUTPUTS
+            ],
+            "parameters": {
+                "weights": self.weights,
+                "engine": self.engine,
+                "max_batch_size": self.config.max_batch_size,
+                "preprocess": _describe_preprocess(self.predictor.preprocess_cfg),
+            },
+        }
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.predictor.num_classes)
+
+    def check_model(self, name: str, version: str | None = None) -> None:
+        """:raises ServeError: 404 when ``name`` (or ``version``) is not the served model."""
+        if name != self.name:
+            raise ServeError(404, f"unknown model {name!r}; this server serves {self.name!r}")
+        if version not in (None, "", MODEL_VERSION):
+            raise ServeError(404, f"model {name!r} has no version {version!r}; only '1'")
+
+    # -- inference --------------------------------------------------------------------
+
+    def submit(self, images: np.ndarray) -> Future:
+        """Queue a preprocessed batch; maps backpressure and shutdown to 503."""
+        try:
+            return self.batcher.submit(images)
+        except QueueFullError as exc:
+            self.metrics.rejected.inc()
+            raise ServeError(503, str(exc), retry_after=self.config.retry_after_s) from None
+        except BatcherClosedError as exc:
+            raise ServeError(503, str(exc), retry_after=self.config.retry_after_s) from None
+
+    async def logits_async(self, images: np.ndarray) -> np.ndarray:
+        """Logits for a batch, awaited from the event loop, with the request timeout."""
+        future = self.submit(images)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.config.timeout_s)
+        except asyncio.TimeoutError:
+            raise ServeError(504, self._timeout_message()) from None
+
+    def logits_blocking(self, images: np.ndarray) -> np.ndarray:
+        """Logits for a batch, from a worker thread (the gRPC server), with the timeout."""
+        future = self.submit(images)
+        try:
+            return future.result(self.config.timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise ServeError(504, self._timeout_message()) from None
+
+    def _timeout_message(self) -> str:
+        return (
+            f"inference did not finish within {self.config.timeout_s:g} s (server busy); "
+            "retry, or send smaller batches"
+        )
+
+    def outputs_for(self, logits: np.ndarray, requested: list[str] | None) -> dict[str, np.ndarray]:
+        """The requested outputs (all when none are named) computed from the logits."""
+        names = requested or list(OUTPUTS)
+        for name in names:
+            if name not in OUTPUTS:
+                raise ServeError(400, f"unknown output {name!r}; available: {', '.join(OUTPUTS)}")
+        return {n: logits if n == "logits" else softmax(logits) for n in names}
+
+    # -- images -----------------------------------------------------------------------
+
+    def decode_images(self, blobs: list[tuple[str, bytes]]) -> tuple[list, list[str | None]]:
+        """Decode and preprocess encoded images; a bad image fails alone.
+
+        :returns: the tensors of the good images and, per input, ``None`` or its error.
+        """
+        if not blobs:
+            raise ServeError(400, "no image in the request: send a multipart field or raw body")
+        if len(blobs) > self.config.max_images_per_request:
+            raise ServeError(
+                413,
+                f"{len(blobs)} images in one request; at most {self.config.max_images_per_request}",
+            )
+        tensors, errors = [], []
+        for source, blob in blobs:
+            try:
+                tensors.append(self.predictor.preprocess(blob).numpy())
+                errors.append(None)
+            except ValueError as exc:
+                errors.append(f"{source}: {exc}")
+        return tensors, errors
+
+    def top_k(self, logits: np.ndarray, k: int) -> list[dict[str, Any]]:
+        """Top-k class ids, probabilities and labels of each row."""
+        probs = softmax(logits)
+        k = max(1, min(k, probs.shape[1]))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        labels = self.predictor.labels
+        return [
+            {
+                "class_ids": [int(i) for i in row],
+                "scores": [float(p[i]) for i in row],
+                "labels": [labels[i] for i in row] if labels else [],
+            }
+            for row, p in zip(order, probs, strict=True)
+        ]
+
+    def close(self) -> None:
+        """Finish queued work and stop the batcher (graceful shutdown)."""
+        self.ready = False
+        self.batcher.close(timeout=self.config.timeout_s)
+
+
+def _describe_preprocess(cfg: Any) -> str:
+    return (
+        f"resize short side {cfg.resize_short} ({cfg.interpolation}, {cfg.style} style), "
+        f"center crop {cfg.crop}, mean {list(cfg.mean)}, std {list(cfg.std)}"
+    )
+
+
+def _describe_weights(weights: Any) -> str:
+    if weights is None or weights is False:
+        return "random (no --weights given): the outputs mean nothing"
+    return "published (downloaded)" if weights is True else str(weights)
