@@ -32,6 +32,9 @@ _EXPORTS = {
     "imagenet_labels": "res2net.data.labels",
     "fetch_weights": "res2net.weights.hub",
     "WeightDownloadError": "res2net.weights.hub",
+    "ServeConfig": "res2net.deploy.server",
+    "build_service": "res2net.deploy.server",
+    "start_server": "res2net.deploy.server",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
