@@ -52,41 +52,54 @@ def center_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:
 _COEF_SCALE = 2048
 
 
-def _linear_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
     """Source indices (first, second) and their int weights for one axis, as OpenCV's
     ``resize`` computes them: float32 half-pixel coordinate, clamped at both borders,
     each weight rounded to 1/2048 on its own."""
-    coord = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).float()
-    first = coord.floor()
+    coord = ((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).astype(np.float32)
+    first = np.floor(coord)
     frac = coord - first
-    first = first.long()
+    first = first.astype(np.int64)
     frac[first < 0] = 0
-    first = first.clamp(min=0)
     frac[first >= n_in - 1] = 0
-    first = first.clamp(max=n_in - 1)
-    second = (first + 1).clamp(max=n_in - 1)
-    weights = torch.stack([(1 - frac) * _COEF_SCALE, frac * _COEF_SCALE]).round().int()
-    return first, second, weights
+    first = first.clip(0, n_in - 1)
+    second = np.minimum(first + 1, n_in - 1)
+    w0 = np.rint((np.float32(1) - frac) * np.float32(_COEF_SCALE)).astype(np.int32)
+    w1 = np.rint(frac * np.float32(_COEF_SCALE)).astype(np.int32)
+    return first, second, w0, w1
 
 
-def opencv_linear_resize(pixels: torch.Tensor, width: int, height: int) -> torch.Tensor:
+def opencv_linear_resize(
+    pixels: np.ndarray,
+    width: int,
+    height: int,
+    window: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
     """``cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)`` on uint8, exactly.
 
-    :param pixels: uint8 C x H x W.
-    :returns: uint8 C x height x width.
+    :param pixels: uint8 H x W x C.
+    :param window: (left, top, w, h): compute only this part of the output (a crop costs
+        only its own pixels, however large the source).
+    :returns: uint8 h x w x C (``height`` x ``width`` x C without a window).
     """
-    _, in_h, in_w = pixels.shape
-    x0, x1, wx = _linear_taps(in_w, width)
-    y0, y1, wy = _linear_taps(in_h, height)
-    rows = pixels.int()
-    # Horizontal pass on the needed rows only: exact integers (value x 2048).
-    top = rows[:, y0][:, :, x0] * wx[0] + rows[:, y0][:, :, x1] * wx[1]
-    bottom = rows[:, y1][:, :, x0] * wx[0] + rows[:, y1][:, :, x1] * wx[1]
-    # Vertical pass as OpenCV's SIMD kernel rounds it (VResizeLinearVec_32s8u): drop 4 bits,
+    in_h, in_w = pixels.shape[:2]
+    left, top, out_w, out_h = window or (0, 0, width, height)
+    x0, x1, wx0, wx1 = (t[left : left + out_w] for t in _linear_taps(in_w, width))
+    y0, y1, wy0, wy1 = (t[top : top + out_h] for t in _linear_taps(in_h, height))
+    wx0, wx1 = wx0[None, :, None], wx1[None, :, None]
+
+    def horizontal(rows: np.ndarray) -> np.ndarray:
+        # Exact integers (value x 2048), as OpenCV's horizontal pass.
+        picked = pixels[rows]
+        return picked[:, x0].astype(np.int32) * wx0 + picked[:, x1].astype(np.int32) * wx1
+
+    upper, lower = horizontal(y0), horizontal(y1)
+    # Vertical pass rounded as OpenCV's SIMD kernel (VResizeLinearVec_32s8u): drop 4 bits,
     # 16-bit high multiply by each weight, then add 2 and drop 2 more.
-    by0, by1 = wy[0].view(1, -1, 1), wy[1].view(1, -1, 1)
-    mixed = (((top >> 4) * by0) >> 16) + (((bottom >> 4) * by1) >> 16)
-    return ((mixed + 2) >> 2).clamp(0, 255).to(torch.uint8)
+    mixed = (((upper >> 4) * wy0[:, None, None]) >> 16) + (
+        ((lower >> 4) * wy1[:, None, None]) >> 16
+    )
+    return ((mixed + 2) >> 2).clip(0, 255).astype(np.uint8)
 
 
 def _interpolation(cfg: Preprocess) -> InterpolationMode:
@@ -105,13 +118,14 @@ def _paddle_style(image: Image.Image, cfg: Preprocess) -> torch.Tensor:
         raise ValueError(f"resize_short={cfg.resize_short} is smaller than crop={cfg.crop}")
     if cfg.interpolation != "bilinear":
         raise ValueError(f"paddle-style preprocessing is bilinear only, not {cfg.interpolation!r}")
-    resized = opencv_linear_resize(F.pil_to_tensor(image), new_w, new_h)
     left, top = center_crop_box(new_w, new_h, cfg.crop)
-    crop = resized[:, top : top + cfg.crop, left : left + cfg.crop]
-    # NormalizeImage's arithmetic, in float32: x * (1/255) - mean, then / std.
-    mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1)
-    return ((crop.float() * np.float32(1.0 / 255.0)) - mean) / std
+    window = (left, top, cfg.crop, cfg.crop)
+    crop = opencv_linear_resize(np.asarray(image), new_w, new_h, window)
+    # NormalizeImage's arithmetic in float32 on H x W x C (x * 1/255 - mean) / std, then CHW.
+    mean = np.asarray(cfg.mean, dtype=np.float32)
+    std = np.asarray(cfg.std, dtype=np.float32)
+    normalized = (crop.astype(np.float32) * np.float32(1.0 / 255.0) - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
 
 
 def _timm_style(image: Image.Image, cfg: Preprocess) -> torch.Tensor:
