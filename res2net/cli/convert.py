@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--to",
         choices=["res2net", "timm"],
         default="res2net",
-        help="key naming of DST (timm's keys equal ours; 'timm' marks the file for timm users)",
+        help="key naming of DST (timm's keys equal ours; 'timm' writes a file for "
+        "timm.create_model(MODEL), official-flavour models only)",
     )
     p.set_defaults(func=run)
 
