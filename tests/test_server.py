@@ -240,8 +240,9 @@ def test_unknown_model_oversized_body_and_corrupt_image(server):
     assert response.status_code == 404 and "Res2Net999" in response.json()["error"]
     # 35 FP32 images in binary form: 21 MB, over the server's 20 MiB limit.
     big = np.zeros((35, 3, 224, 224), np.float32).tobytes()
-    header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [35, 3, 224, 224],
-                         "parameters": {"binary_data_size": len(big)}}]}).encode()  # fmt: skip
+    tensor = {"name": "input", "datatype": "FP32", "shape": [35, 3, 224, 224]}
+    tensor["parameters"] = {"binary_data_size": len(big)}
+    header = json.dumps({"inputs": [tensor]}).encode()
     response = _post_infer(
         server, header + big, **{"Inference-Header-Content-Length": str(len(header))}
     )
@@ -383,6 +384,16 @@ def test_full_queue_gets_503_with_retry_after(gated, predictor):
     queued.join(120)
     assert all(isinstance(results[i], np.ndarray) for i in (0, 1))
     assert "res2net_rejected_total 1.0" in httpx.get(f"{running.url}/metrics").text
+
+
+def test_request_timeout_gives_504(gated, predictor):
+    running, gate = gated(timeout_s=0.2)
+    response = httpx.post(
+        f"{running.url}/v2/models/{MODEL}/infer", content=_json_request([1, 3, 224, 224])
+    )  # the gate holds the model until after the server's timeout
+    assert response.status_code == 504 and "did not finish within" in response.json()["error"]
+    gate.open.set()
+    assert httpx.get(f"{running.url}/v2/health/ready").status_code == 200
 
 
 def test_api_key(gated):

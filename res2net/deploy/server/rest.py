@@ -155,10 +155,21 @@ def _add_infer_routes(app: FastAPI, service: ModelService) -> None:
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
         service.check_model(name, version)
         body = await request.body()
-        header, binary = _split_body(body, request.headers.get(HEADER_LENGTH))
-        images, outputs = _parse_infer_request(header, binary, service.image_size)
+        # Parsing and serializing large JSON tensors takes a while: keep it off the event loop.
+        header, images, outputs = await run_in_threadpool(
+            _parse_infer_body, body, request.headers.get(HEADER_LENGTH), service.image_size
+        )
         logits = await service.logits_async(images)
-        return _infer_response(service, header, service.outputs_for(logits, list(outputs)), outputs)
+        results = service.outputs_for(logits, list(outputs))
+        return await run_in_threadpool(_infer_response, service, header, results, outputs)
+
+
+def _parse_infer_body(
+    body: bytes, header_length: str | None, image_size: int
+) -> tuple[dict, np.ndarray, dict[str, bool]]:
+    header, binary = _split_body(body, header_length)
+    images, outputs = _parse_infer_request(header, binary, image_size)
+    return header, images, outputs
 
 
 def _split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
