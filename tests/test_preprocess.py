@@ -51,15 +51,24 @@ def _variants(folder) -> list:
     return paths
 
 
-def _compare(paths, tmp_path) -> dict[str, float]:
-    """Ours vs PaddleClas's deploy operators on each file: worst difference in uint8 levels."""
-    out = tmp_path / "paddle.npz"
+@pytest.fixture(scope="module")
+def paddle_tensors(tmp_path_factory) -> dict:
+    """file path -> PaddleClas's preprocessed tensor, for the photos and the decoding variants
+    (one reference run: starting Paddle is the slow part)."""
+    folder = tmp_path_factory.mktemp("variants")
+    paths = [*PHOTOS, *_variants(folder)]
+    out = folder / "paddle.npz"
     run_reference("paddle_preprocess.py", out, *paths)
     ref = np.load(out)
+    return {path: ref[str(i)] for i, path in enumerate(paths)}
+
+
+def _compare(paddle_tensors: dict, paths) -> dict[str, float]:
+    """Ours vs PaddleClas's deploy operators on each file: worst difference in uint8 levels."""
     report, worst = [], {}
-    for i, path in enumerate(paths):
+    for path in paths:
         ours = preprocess(path).numpy()
-        theirs = ref[str(i)]
+        theirs = paddle_tensors[path]
         assert ours.shape == theirs.shape == (3, 224, 224), path
         diff = np.abs(ours - theirs)
         worst[path.name] = float((diff / ONE_LEVEL).max())
@@ -72,29 +81,28 @@ def _compare(paths, tmp_path) -> dict[str, float]:
     return worst
 
 
-def test_paddle_preprocess_matches_paddleclas_on_photos(tmp_path):
+def test_paddle_preprocess_matches_paddleclas_on_photos(paddle_tensors):
     """Every photo through PaddleClas's own deploy operators vs ours: within one level, and in
     fact identical, because we redo OpenCV's fixed-point bilinear arithmetic."""
-    worst = _compare(PHOTOS, tmp_path)
+    worst = _compare(paddle_tensors, PHOTOS)
     assert len(worst) == len(PHOTOS)
     assert max(worst.values()) < 0.01, worst
 
 
-def test_paddle_decoding_matches_cv2_imread(tmp_path):
+def test_paddle_decoding_matches_cv2_imread(paddle_tensors):
     """Grayscale, RGBA, palette, 16-bit, tiny, large and EXIF-rotated files decode as cv2 does.
 
     All are identical except the tiny one: upscaled on both axes, OpenCV rounds a few
     percent of pixels differently from its own single-axis kernels (one level at most)."""
-    worst = _compare(_variants(tmp_path), tmp_path)
+    worst = _compare(paddle_tensors, [p for p in paddle_tensors if p not in PHOTOS])
+    assert len(worst) == 7
     assert max(v for k, v in worst.items() if k != "tiny.png") < 0.01, worst
 
 
-def test_wrong_resampler_is_caught(tmp_path):
+def test_wrong_resampler_is_caught(paddle_tensors):
     """Negative control: an antialiased resize (timm's) is more than one level off PaddleClas."""
-    out = tmp_path / "paddle.npz"
-    run_reference("paddle_preprocess.py", out, PHOTOS[0])
     timm_style = preprocess(PHOTOS[0], get_entry("res2net50d").preprocess).numpy()
-    assert (np.abs(timm_style - np.load(out)["0"]) > ONE_LEVEL).mean() > 0.01
+    assert (np.abs(timm_style - paddle_tensors[PHOTOS[0]]) > ONE_LEVEL).mean() > 0.01
 
 
 @pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
