@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from conftest import PHOTOS, run_reference
 from PIL import Image
 
@@ -129,6 +130,11 @@ def test_cli_reports_failures_with_exit_code_1(tmp_path, capsys):
 def test_cli_usage_errors_exit_2(capsys):
     code, _, err = _run_cli(capsys, "predict", str(PHOTOS[0]), "--model", "Res2Net51")
     assert code == 2 and "unknown model" in err
+    if not torch.cuda.is_available():
+        code, _, err = _run_cli(
+            capsys, "predict", str(PHOTOS[0]), "--model", MODEL, "--device", "cuda"
+        )
+        assert code == 2 and "no CUDA GPU" in err
     with pytest.raises(SystemExit) as exc:
         cli_main(["predict", str(PHOTOS[0])])  # --model missing
     assert exc.value.code == 2

@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="label file: one name per line, or PaddleClas 'id name'")
     p.add_argument("--num-classes", type=int, help="classifier size (default: from labels, 1000)")
     p.add_argument(
-        "--max-pixels", type=int, default=None, help="refuse larger images (default 89,478,485)"
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse images with more pixels (default 89,478,485; 0: no limit)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run)
@@ -45,6 +48,12 @@ def _print_text(predictions: list) -> None:
         names = pred.labels or [""] * len(pred.class_ids)
         for cid, name, score in zip(pred.class_ids, names, pred.scores, strict=True):
             print(f"  {score:.4f}  {cid:>4}  {name}".rstrip())
+
+
+def _max_pixels(value: int | None, default: int) -> int | None:
+    if value is None:
+        return default
+    return None if value == 0 else value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         labels=args.labels,
         num_classes=args.num_classes,
-        max_pixels=args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS,
+        max_pixels=_max_pixels(args.max_pixels, DEFAULT_MAX_PIXELS),
     )
     predictions = predictor.predict(files)
     failed = [p for p in predictions if not p.ok]

@@ -105,6 +105,8 @@ class Predictor:
     ) -> None:
         if topk < 1 or batch_size < 1 or num_workers < 0:
             raise ValueError("topk and batch_size must be >= 1 and num_workers >= 0")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but no CUDA GPU is usable here; use cpu")
         entry = get_entry(model)
         if num_classes is None:
             num_classes = len(labels) if isinstance(labels, (list, tuple)) else None
