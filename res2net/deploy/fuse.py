@@ -138,4 +138,5 @@ def fuse_model(
                     stage[i] = GroupedStageBlock(block)
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
+    fused.is_fused = True  # lets callers skip a second, impossible, fold
     return fused

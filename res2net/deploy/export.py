@@ -1,0 +1,281 @@
+"""Export a Res2Net for deployment, and load exported files back into a runtime.
+
+Formats: ``onnx`` (``.onnx``), ``openvino`` (``.xml`` + ``.bin``), ``torchscript`` (``.pt``),
+``exported-program`` (``.pt2``, ``torch.export``). Every export has a dynamic batch
+dimension, BatchNorm folded into the convolutions (:mod:`res2net.deploy.fuse`), and a
+metadata file beside it (same stem, ``.json``) holding the model name, the registry
+entry's preprocessing, the class labels and the SHA-256 of the model file, so a runtime
+needs nothing else and a changed or mixed-up file is detected on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from res2net.deploy.runtimes import (
+    EagerRuntime,
+    OnnxRuntime,
+    OpenVinoRuntime,
+    Runtime,
+    batch_dynamic_program,
+    convert_openvino,
+    prepare_for_inference,
+)
+
+FORMATS = {
+    "onnx": ".onnx",
+    "openvino": ".xml",
+    "torchscript": ".pt",
+    "exported-program": ".pt2",
+}
+# The engine that runs each format by default; ONNX also runs in OpenVINO.
+DEFAULT_ENGINE = {
+    "onnx": "onnxruntime",
+    "openvino": "openvino",
+    "torchscript": "eager",
+    "exported-program": "eager",
+}
+METADATA_VERSION = 1
+
+
+class ExportedModelError(ValueError):
+    """An exported model or its metadata is missing, corrupt or does not belong together."""
+
+
+def metadata_path(model_path: str | os.PathLike) -> Path:
+    """Where the metadata of an exported model lives: beside it, named ``<file>.json``."""
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files_of(path: Path) -> list[Path]:
+    """The files that make up one exported model (OpenVINO keeps weights in a ``.bin``)."""
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+class _WithSoftmax(nn.Module):
+    """Classifier followed by softmax, as PaddleClas's export appends by default."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=1)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int = 224) -> Path:
+    """Write ``model`` as a single-file ONNX graph (opset 17) with a dynamic batch dimension.
+
+    Uses the TorchScript-based exporter: on this network it is about 5x faster than the
+    dynamo exporter (5 s vs 24 s) and writes the same plain Conv/Relu/Pool graph.
+    """
+    path = Path(path)
+    example = torch.zeros(2, 3, input_size, input_size)
+    batch = {0: "batch"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(
+            model.eval(),
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": batch, "output": batch},
+        )
+    return path
+
+
+def _export_file(module: nn.Module, fmt: str, path: Path, input_size: int) -> None:
+    example = torch.zeros(2, 3, input_size, input_size)
+    if fmt == "onnx":
+        export_onnx(module, path, input_size)
+    elif fmt == "torchscript":
+        # TorchScript is deprecated in PyTorch but still what many C++ deployments load.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(torch.jit.trace(module, example), str(path))
+    elif fmt == "exported-program":
+        torch.export.save(batch_dynamic_program(module, input_size), path)
+    else:
+        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def export_model(
+    model: nn.Module,
+    output: str | os.PathLike,
+    *,
+    fmt: str = "onnx",
+    name: str = "",
+    preprocess: Any = None,
+    labels: Sequence[str] | None = None,
+    softmax: bool = False,
+    int8_calibration: np.ndarray | None = None,
+    input_size: int | None = None,
+) -> Path:
+    """Export a weights-loaded model plus its metadata JSON; returns the model file's path.
+
+    :param model: the model (a :class:`~res2net.models.res2net.Res2Net` gets the rewrites).
+    :param output: the model file; its suffix is set to the format's (``.onnx``...).
+    :param fmt: one of :data:`FORMATS`.
+    :param name: the registered model name, written to the metadata.
+    :param preprocess: the registry entry's ``Preprocess`` (or a dict), for the metadata.
+    :param labels: class names, index = class id.
+    :param softmax: append a softmax (outputs probabilities instead of logits).
+    :param int8_calibration: N x 3 x H x W preprocessed images; quantizes to INT8 with
+        NNCF (``openvino`` format only).
+    :param input_size: crop side the graph is traced with (default: the preprocessing's).
+    :raises ValueError: unknown format, INT8 asked for a format other than openvino, or
+        a label count that differs from the model's outputs.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if int8_calibration is not None and fmt != "openvino":
+        raise ValueError("INT8 export needs --format openvino (NNCF quantizes OpenVINO models)")
+    pre = (
+        asdict(preprocess)
+        if preprocess is not None and not isinstance(preprocess, dict)
+        else preprocess
+    )
+    side = input_size or (pre or {}).get("crop", 224)
+    path = Path(output).with_suffix(FORMATS[fmt])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_for_inference(model, channels_last=fmt in ("torchscript",))
+    module = _WithSoftmax(prepared) if softmax else prepared
+    num_classes = _num_outputs(module, side)
+    if labels is not None and len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} labels given for a model with {num_classes} outputs")
+    if fmt == "openvino":
+        _export_openvino(module, path, side, int8_calibration)
+    else:
+        _export_file(module, fmt, path, side)
+    meta = {
+        "metadata_version": METADATA_VERSION,
+        "format": fmt,
+        "model": name,
+        "precision": "int8" if int8_calibration is not None else "fp32",
+        "output": "probabilities" if softmax else "logits",
+        "input": {"shape": [-1, 3, side, side], "layout": "NCHW"},
+        "num_classes": num_classes,
+        "preprocess": pre,
+        "labels": list(labels) if labels is not None else None,
+        "files": {p.name: _sha256(p) for p in _files_of(path)},
+    }
+    metadata_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def _num_outputs(module: nn.Module, side: int) -> int:
+    with torch.no_grad():
+        return int(module(torch.zeros(1, 3, side, side)).shape[1])
+
+
+def _export_openvino(module: nn.Module, path: Path, side: int, calib: np.ndarray | None) -> None:
+    import openvino as ov
+
+    ov_model = convert_openvino(module, input_size=side)
+    if calib is not None:
+        from res2net.deploy.int8 import quantize_openvino
+
+        ov_model = quantize_openvino(ov_model, calib)
+    ov.save_model(ov_model, str(path), compress_to_fp16=False)
+
+
+def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of an exported model, checked against the model file(s).
+
+    :raises ExportedModelError: metadata missing or unreadable, or a model file that is
+        missing or differs from the one exported with this metadata.
+    """
+    path = Path(model_path)
+    meta_file = metadata_path(path)
+    if not path.is_file():
+        raise ExportedModelError(f"{path}: no such model file")
+    if not meta_file.is_file():
+        raise ExportedModelError(
+            f"{path}: its metadata {meta_file.name} is missing; export with `res2net export`, "
+            "which writes both"
+        )
+    try:
+        meta = json.loads(meta_file.read_text())
+        files = meta["files"]
+        fmt = meta["format"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ExportedModelError(f"{meta_file}: not valid export metadata ({exc})") from None
+    if FORMATS.get(fmt) != path.suffix:
+        raise ExportedModelError(
+            f"{path}: metadata {meta_file.name} describes a {fmt!r} export, not a "
+            f"{path.suffix} file"
+        )
+    for part in _files_of(path):
+        if not part.is_file():
+            raise ExportedModelError(f"{part}: missing (part of the {fmt} export {path.name})")
+        if files.get(part.name) != _sha256(part):
+            raise ExportedModelError(
+                f"{part}: does not match its metadata {meta_file.name} (SHA-256 differs): the "
+                "file was modified, truncated or comes from another export; export again"
+            )
+    return meta
+
+
+def _open(path: Path, fmt: str, engine: str, device: str) -> Runtime:
+    if engine == "onnxruntime" and fmt == "onnx":
+        return OnnxRuntime(path, device)
+    if engine == "openvino" and fmt in ("onnx", "openvino"):
+        return OpenVinoRuntime(path, device)
+    if engine == "eager" and fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return EagerRuntime(torch.jit.load(str(path), map_location=device), device)
+    if engine == "eager" and fmt == "exported-program":
+        # An exported program is already in inference form and refuses .eval().
+        return EagerRuntime(torch.export.load(path).module(), device, set_eval=False)
+    raise ValueError(f"a {fmt} export cannot run in engine {engine!r}; use {DEFAULT_ENGINE[fmt]}")
+
+
+def load_exported(
+    model_path: str | os.PathLike, engine: str | None = None, *, device: str = "cpu"
+) -> Runtime:
+    """Load an exported model into a runtime; ``runtime.metadata`` holds its metadata.
+
+    :param engine: default: the format's own (:data:`DEFAULT_ENGINE`); an ONNX file also
+        runs in ``openvino``.
+    :raises ExportedModelError: missing/corrupt/mismatched files (see :func:`read_metadata`),
+        or a file its runtime cannot parse.
+    """
+    path = Path(model_path)
+    meta = read_metadata(path)
+    fmt = meta["format"]
+    engine = engine or DEFAULT_ENGINE[fmt]
+    try:
+        runtime = _open(path, fmt, engine, device)
+    except ValueError:
+        raise
+    except Exception as exc:  # each runtime raises its own types for unparsable files
+        raise ExportedModelError(
+            f"{path}: {engine} cannot load this {fmt} file ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:300]}); export it again"
+        ) from exc
+    runtime.metadata = meta
+    return runtime

@@ -1,0 +1,125 @@
+"""Each export format loads in its runtime, matches eager FP32, and refuses bad files clearly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from res2net.deploy.export import (
+    FORMATS,
+    ExportedModelError,
+    export_model,
+    load_exported,
+    metadata_path,
+)
+from res2net.deploy.runtimes import create_runtime
+from res2net.models.registry import create_model, get_entry
+
+NAME = "Res2Net50_vd_26w_4s"
+
+
+def assert_matches(out: np.ndarray, ref: np.ndarray) -> None:
+    """Relative error <= 1e-4 of max|logit| and the same top-5 on every image."""
+    assert out.shape == ref.shape and out.dtype == np.float32
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert (np.argsort(-out, axis=1)[:, :5] == np.argsort(-ref, axis=1)[:, :5]).all()
+
+
+@pytest.fixture(scope="module")
+def source(paddle_reference, photo_batch):
+    weights, paddle_logits = paddle_reference(NAME)
+    model = create_model(NAME, pretrained=str(weights))
+    batch = photo_batch[0][:2].numpy()
+    eager = create_runtime(model, "eager")(batch)
+    assert_matches(eager, paddle_logits[:2])
+    return model, batch, eager
+
+
+@pytest.fixture(scope="module")
+def exported(source, tmp_path_factory):
+    """FORMAT -> path of the exported file, made once per module."""
+    out = tmp_path_factory.mktemp("exports")
+    model = source[0]
+    labels = [f"class {i}" for i in range(1000)]
+    made = {}
+
+    def get(fmt: str):
+        if fmt not in made:
+            made[fmt] = export_model(
+                model, out / fmt / NAME, fmt=fmt, name=NAME,
+                preprocess=get_entry(NAME).preprocess, labels=labels,
+            )  # fmt: skip
+        return made[fmt]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_export_loads_and_matches_eager(fmt, exported, source):
+    _, batch, eager = source
+    path = exported(fmt)
+    assert path.suffix == FORMATS[fmt]
+    runtime = load_exported(path)
+    assert_matches(runtime(batch), eager)
+    assert_matches(runtime(batch[:1]), eager[:1])  # dynamic batch
+    meta = runtime.metadata
+    assert meta["model"] == NAME and meta["format"] == fmt and meta["num_classes"] == 1000
+    assert meta["preprocess"]["crop"] == 224 and meta["preprocess"]["mean"][0] == 0.485
+    assert meta["labels"][7] == "class 7" and meta["output"] == "logits"
+
+
+@pytest.mark.slow
+def test_onnx_also_runs_in_openvino(exported, source):
+    _, batch, eager = source
+    assert_matches(load_exported(exported("onnx"), "openvino")(batch), eager)
+
+
+@pytest.fixture
+def onnx_copy(exported, tmp_path):
+    src = exported("onnx")
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    shutil.copy(metadata_path(src), metadata_path(dst))
+    return dst
+
+
+def test_truncated_file_is_refused(onnx_copy):
+    data = onnx_copy.read_bytes()
+    onnx_copy.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ExportedModelError, match=r"Res2Net50_vd_26w_4s\.onnx.*SHA-256 differs"):
+        load_exported(onnx_copy)
+
+
+def test_corrupt_file_with_matching_checksum_is_refused(onnx_copy):
+    onnx_copy.write_bytes(b"not an onnx graph" * 100)
+    meta_file = metadata_path(onnx_copy)
+    meta = json.loads(meta_file.read_text())
+    meta["files"][onnx_copy.name] = hashlib.sha256(onnx_copy.read_bytes()).hexdigest()
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ExportedModelError, match="onnxruntime cannot load this onnx file"):
+        load_exported(onnx_copy)
+
+
+def test_missing_or_mismatched_metadata_is_refused(onnx_copy, exported):
+    pt2_meta = metadata_path(exported("exported-program"))
+    shutil.copy(pt2_meta, metadata_path(onnx_copy))
+    with pytest.raises(ExportedModelError, match="describes a 'exported-program' export"):
+        load_exported(onnx_copy)
+    metadata_path(onnx_copy).write_text("{broken")
+    with pytest.raises(ExportedModelError, match="not valid export metadata"):
+        load_exported(onnx_copy)
+    metadata_path(onnx_copy).unlink()
+    with pytest.raises(ExportedModelError, match="metadata .*json is missing"):
+        load_exported(onnx_copy)
+
+
+def test_bad_export_requests(source, tmp_path):
+    with pytest.raises(ValueError, match="unknown export format 'tflite'"):
+        export_model(source[0], tmp_path / "m", fmt="tflite")
+    with pytest.raises(ValueError, match="INT8 export needs --format openvino"):
+        export_model(source[0], tmp_path / "m", fmt="onnx", int8_calibration=source[1])
