@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -33,6 +34,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- serve:begin -->", "<!-- serve:end -->"
 HEADER = "Inference-Header-Content-Length"
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
 
 
 def start_server(model: str, engine: str, max_batch: int, args) -> tuple[subprocess.Popen, str]:
@@ -138,7 +146,7 @@ def section(rows: list[dict], args) -> str:
         f"{args.clients} concurrent clients for {args.duration:g} s on loopback, each sending "
         f"one 224x224 FP32 image per request (REST, binary tensor extension) to `{args.model}`; "
         f"max queue delay {args.max_delay_ms:g} ms. Measured {datetime.date.today()} on "
-        f"{os.cpu_count()} CPU cores, clients and server on the same machine. "
+        f"{_cpu_name()} ({os.cpu_count()} cores), clients and server on the same machine. "
         f"Command: `.venv/bin/python benchmarks/serve_load.py {' '.join(sys.argv[1:])}`.",
         "",
         "| engine | max batch | requests | failed | throughput (img/s) | p50 (ms) | p99 (ms) "

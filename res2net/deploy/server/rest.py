@@ -98,7 +98,7 @@ class GuardMiddleware:
 
 def create_app(service: ModelService) -> FastAPI:
     """The FastAPI application serving ``service``."""
-    app = FastAPI(title=f"res2net: {service.name}", version=MODEL_VERSION, docs_url="/docs")
+    app = FastAPI(title=f"res2net: {service.name}", docs_url=None, redoc_url=None)
 
     @app.exception_handler(ServeError)
     async def _serve_error(_: Request, exc: ServeError) -> JSONResponse:

@@ -10,7 +10,6 @@ Tensor names, shapes and datatypes follow the Open Inference Protocol v2
 from __future__ import annotations
 
 import asyncio
-import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -21,18 +20,9 @@ from res2net import __version__
 from res2net.deploy.server.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
 from res2net.deploy.server.metrics import ServerMetrics
 
-log = logging.getLogger("res2net.serve")
-
 INPUT_NAME = "input"
 OUTPUTS = ("logits", "probabilities")
 MODEL_VERSION = "1"
-# Protocol datatype -> numpy dtype, for the datatypes a client might send; only FP32 is
-# accepted, the rest are listed so the error can say what was sent.
-DATATYPES = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
-}  # fmt: skip
 
 
 class ServeError(Exception):
@@ -257,18 +247,18 @@ class ModelService:
         return tensors, errors
 
     def top_k(self, logits: np.ndarray, k: int) -> list[dict[str, Any]]:
-        """Top-k class ids, probabilities and labels of each row."""
-        probs = softmax(logits)
-        k = max(1, min(k, probs.shape[1]))
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        """Top-k class ids, probabilities and labels of each row (as the Predictor ranks)."""
+        from res2net.deploy.predictor import softmax_topk
+
+        ids, probs = softmax_topk(logits, max(1, min(k, logits.shape[1])))
         labels = self.predictor.labels
         return [
             {
                 "class_ids": [int(i) for i in row],
-                "scores": [float(p[i]) for i in row],
+                "scores": [float(p) for p in row_probs],
                 "labels": [labels[i] for i in row] if labels else [],
             }
-            for row, p in zip(order, probs, strict=True)
+            for row, row_probs in zip(ids, probs, strict=True)
         ]
 
     def close(self) -> None:
