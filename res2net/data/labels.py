@@ -30,17 +30,18 @@ def load_label_file(path: str | os.PathLike) -> list[str]:
     """
     path = Path(path)
     try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"label file {path}: cannot read ({exc.strerror or exc})") from None
-    lines = [line for line in lines if line]
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    lines = [(n, line) for n, line in lines if line]
     if not lines:
         raise ValueError(f"label file {path}: no labels in it; write one class name per line")
-    pairs = [line.split(maxsplit=1) for line in lines]
-    if not all(len(p) == 2 and p[0].isdigit() for p in pairs):
-        return lines
+    pairs = [(n, line.split(maxsplit=1)) for n, line in lines]
+    if not all(len(p) == 2 and p[0].isdigit() for _, p in pairs):
+        return [line for _, line in lines]
     names: dict[int, str] = {}
-    for number, (ident, name) in enumerate(pairs, start=1):
+    for number, (ident, name) in pairs:
         if int(ident) in names:
             raise ValueError(f"label file {path}, line {number}: class id {ident} repeated")
         names[int(ident)] = name

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source
@@ -52,10 +53,15 @@ class Prediction:
         return asdict(self)
 
 
-def _resolve_labels(labels: str | os.PathLike | list[str] | None, num_classes: int) -> list[str]:
+def _read_labels(labels: str | os.PathLike | list[str] | None) -> list[str] | None:
     if labels is None:
+        return None
+    return list(labels) if isinstance(labels, (list, tuple)) else load_label_file(labels)
+
+
+def _labels_for(names: list[str] | None, num_classes: int) -> list[str]:
+    if names is None:
         return imagenet_labels() if num_classes == 1000 else []
-    names = list(labels) if isinstance(labels, (list, tuple)) else load_label_file(labels)
     if len(names) != num_classes:
         raise ValueError(
             f"{len(names)} labels given for a model with {num_classes} classes; "
@@ -108,14 +114,11 @@ class Predictor:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but no CUDA GPU is usable here; use cpu")
         entry = get_entry(model)
-        if num_classes is None:
-            num_classes = len(labels) if isinstance(labels, (list, tuple)) else None
-        if num_classes is None and labels is not None:
-            num_classes = len(load_label_file(labels))
-        num_classes = num_classes or 1000
+        names = _read_labels(labels)
+        num_classes = num_classes or (len(names) if names else 1000)
         self.model_name = entry.name
         self.preprocess_cfg: Preprocess = entry.preprocess
-        self.labels = _resolve_labels(labels, num_classes)
+        self.labels = _labels_for(names, num_classes)
         self.num_classes = num_classes
         self.topk = min(topk, num_classes)
         self.batch_size = batch_size
@@ -145,9 +148,7 @@ class Predictor:
         :param progress: show a progress bar; default: when there is more than one batch
             and stderr is a terminal.
         """
-        if isinstance(sources, (str, os.PathLike, bytes, np.ndarray)) or hasattr(
-            sources, "getpixel"
-        ):
+        if isinstance(sources, (str, os.PathLike, bytes, np.ndarray, Image.Image)):
             sources = [sources]
         items = list(sources)
         if progress is None:
