@@ -313,7 +313,7 @@ def gated(predictor):
     made = []
 
     def start(**settings):
-        config = ServeConfig(port=0, grpc_port=None, max_delay_ms=50, **settings)
+        config = ServeConfig(**{"port": 0, "grpc_port": None, "max_delay_ms": 50, **settings})
         running = start_server(ModelService(held, config))
         gate.sizes.clear()
         gate.open.clear()
@@ -397,7 +397,7 @@ def test_request_timeout_gives_504(gated, predictor):
 
 
 def test_api_key(gated):
-    running, gate = gated(api_key="s3cret")
+    running, gate = gated(api_key="s3cret", grpc_port=0)
     gate.open.set()
     url = f"{running.url}/v2/models/{MODEL}"
     assert httpx.get(url).status_code == 401
@@ -406,6 +406,12 @@ def test_api_key(gated):
     assert httpx.get(f"{running.url}/v2/health/ready").status_code == 200  # probes stay open
     client = httpclient.InferenceServerClient(running.url.removeprefix("http://"))
     assert client.get_model_metadata(MODEL, headers={"X-API-Key": "s3cret"})["name"] == MODEL
+    rpc = grpcclient.InferenceServerClient(f"127.0.0.1:{running.grpc_port}")
+    with pytest.raises(InferenceServerException, match="API key") as err:
+        rpc.get_model_metadata(MODEL)
+    assert err.value.status() == "StatusCode.UNAUTHENTICATED"
+    assert rpc.get_model_metadata(MODEL, headers={"x-api-key": "s3cret"}).name == MODEL
+    assert rpc.is_server_live()
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(gated, predictor):
