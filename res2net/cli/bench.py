@@ -1,0 +1,57 @@
+"""``res2net bench``: latency of models x engines x batch sizes, optionally beside the peers."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure inference latency (median after warm-up, random 224 input)",
+        description="Median latency of each MODEL in each ENGINE at each batch size, as "
+        "PaddleClas measures (random 224x224 input, warm-up, then timed runs). Prints a "
+        "Markdown table; the fastest of our engines is in bold.",
+    )
+    p.add_argument("--model", type=_csv, default=["Res2Net50_vd_26w_4s"], help="NAME[,NAME...]")
+    p.add_argument("--engine", type=_csv, help="E[,E...] (default: every available engine)")
+    p.add_argument("--batch-sizes", type=lambda s: [int(b) for b in _csv(s)], default=[1, 4, 8])
+    p.add_argument("--precision", type=_csv, default=["fp32"], help="fp32[,int8]")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iters", type=int, default=50, help="timed runs per batch size")
+    p.add_argument("--calib", nargs="+", help="images/folders to calibrate int8 (default: noise)")
+    p.add_argument("--compare", action="store_true", help="also timm eager, plain OpenVINO, Paddle")
+    p.add_argument("--with-preprocess", action="store_true", help="also time decode+preprocess")
+    p.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
+    p.add_argument("--plot", help="write a PNG of latency vs GFLOPs and published top-1")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from res2net.bench.latency import markdown_table, plot, ratios, run_benchmark, to_json
+
+    calib = None
+    if args.calib:
+        from res2net.deploy.int8 import load_calibration
+        from res2net.models.registry import get_entry
+
+        calib = load_calibration(args.calib, get_entry(args.model[0]).preprocess)
+    rows = run_benchmark(
+        args.model, args.engine, args.batch_sizes, args.precision, compare=args.compare,
+        with_preprocess=args.with_preprocess, warmup=args.warmup, iters=args.iters, calib=calib,
+    )  # fmt: skip
+    if not rows:
+        raise RuntimeError("nothing was measured (see the messages above)")
+    if args.json:
+        print(to_json(rows))
+    else:
+        print(markdown_table(rows))
+        for line in ratios(rows):
+            print(line)
+    if args.plot:
+        print(f"wrote {plot(rows, args.plot)}")
+    return 0
