@@ -1,0 +1,140 @@
+"""Write the training-throughput section of BENCHMARKS.md: images/s of a full training step.
+
+One step = forward, cross-entropy, backward and an SGD update, on random 224x224 inputs.
+Our networks and timm's same network are measured in the same run, alternating, so both see
+the same machine state. CPU always; the GPU too when one is present (bf16 autocast there).
+
+    .venv/bin/python benchmarks/train_throughput.py                 # writes BENCHMARKS.md
+    .venv/bin/python benchmarks/train_throughput.py --steps 2 --warmup 1 --batch-size 4 --dry-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+
+import res2net
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- train_throughput:begin -->", "<!-- train_throughput:end -->"
+# (label, builder): ours in both flavours, and timm's res2net50d, which is the official
+# flavour's Res2Net-50-vd (REFERENCE.md §4).
+NETWORKS = {
+    "res2net Res2Net50_vd_26w_4s (PaddleClas flavour)": lambda: res2net.create_model(
+        "Res2Net50_vd_26w_4s"
+    ),
+    "res2net res2net50d (official flavour)": lambda: res2net.create_model("res2net50d"),
+    "timm res2net50d": lambda: timm.create_model("res2net50d", pretrained=False),
+}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def step_seconds(model, device, batch: int, steps: int, warmup: int, channels_last: bool) -> list:
+    """Wall seconds of each timed training step (after ``warmup`` untimed ones)."""
+    model = model.to(device).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    amp = device.type == "cuda"
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(device: torch.device, batch: int, steps: int, warmup: int, channels_last: bool):
+    rows = []
+    for label, build in NETWORKS.items():
+        torch.manual_seed(0)
+        secs = step_seconds(build(), device, batch, steps, warmup, channels_last)
+        median = statistics.median(secs)
+        rows.append((label, device.type, batch, median, batch / median))
+        print(f"{label:<50} {device.type:<5} batch {batch:<4} {batch / median:8.1f} img/s")
+    return rows
+
+
+def section(rows, args) -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    lines = [
+        "## Training throughput",
+        "",
+        f"`benchmarks/train_throughput.py`: one SGD training step (forward, loss, backward, "
+        f"update) on random 224x224 inputs, median of {args.steps} steps after {args.warmup} "
+        f"warm-up steps; {'channels_last' if args.channels_last else 'NCHW'}; bf16 autocast on "
+        f"GPU. CPU: {_cpu_name()}, {torch.get_num_threads()} threads. GPU: {gpu}. "
+        f"torch {torch.__version__}, timm {timm.__version__}.",
+        "",
+        "| network | device | batch | step (ms) | images/s |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {n} | {d} | {b} | {s * 1000:.0f} | {ips:.1f} |" for n, d, b, s, ips in rows]
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> Path:
+    """Replace (or append) this script's section of BENCHMARKS.md."""
+    bench = ROOT / "BENCHMARKS.md"
+    old = bench.read_text() if bench.exists() else "# Benchmarks\n"
+    block = f"{BEGIN}\n{text}\n{END}"
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old + "\n" + block + "\n"
+    bench.write_text(new)
+    return bench
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch-size", type=int, default=16, help="CPU batch (GPU uses --gpu-batch)")
+    ap.add_argument("--gpu-batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--no-gpu", action="store_true")
+    ap.add_argument("--dry-run", action="store_true", help="print only; leave BENCHMARKS.md")
+    args = ap.parse_args()
+    rows = measure(
+        torch.device("cpu"), args.batch_size, args.steps, args.warmup, args.channels_last
+    )
+    if torch.cuda.is_available() and not args.no_gpu:
+        rows += measure(
+            torch.device("cuda"), args.gpu_batch, args.steps, args.warmup, args.channels_last
+        )
+    text = section(rows, args)
+    if args.dry_run:
+        print(text)
+    else:
+        print(f"wrote {write_section(text)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""``res2net eval``: top-1 / top-5 of a model on an image folder or a PaddleClas list file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="top-1/top-5 accuracy on a labelled image folder (ImageFolder or list file)",
+        description="Evaluate with the model's own eval preprocessing. --model names a "
+        "registered network; weights written by `res2net train` carry their architecture.",
+    )
+    p.add_argument("--model", help="registered model name (see `res2net models`)")
+    p.add_argument("--weights", help="weight file (.safetensors, .pdparams, .pth)")
+    p.add_argument(
+        "--pretrained", action="store_true", help="use the model's published weights (download)"
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="image folder: DIR/<class>/<image>, or the root that --list paths are relative to",
+    )
+    p.add_argument("--list", dest="list_file", help="PaddleClas list file: 'relative/path label'")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from res2net.engine.evaluate import evaluate_folder
+
+    if not (args.model or args.weights):
+        raise ValueError("give --model NAME (with --weights or --pretrained) or --weights FILE")
+    if args.pretrained and args.weights:
+        raise ValueError("give either --pretrained or --weights, not both")
+    result = evaluate_folder(
+        args.data,
+        name=args.model,
+        weights=args.weights,
+        pretrained=args.pretrained,
+        list_file=args.list_file,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  "
+            f"loss {result['loss']:.4f}  images {result['images']}"
+        )
+    return 0

@@ -1,0 +1,307 @@
+"""The training config: a typed schema read from YAML, with ``key=value`` overrides.
+
+A config has one section per concern (``model``, ``data``, ``optim``, ``schedule``, ``loss``,
+``augment``, ``train``, ``distill``, ``output``). Every key is a dataclass field below, so a
+misspelt key is an error that names the key and the closest valid one, instead of a silently
+ignored setting (PaddleClas's YAML accepts anything). The files in ``configs/`` are the
+readable recipes; the defaults here are PaddleClas's ImageNet recipe (REFERENCE.md §5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file or override has an unknown key or a value of the wrong type."""
+
+
+@dataclass
+class ArchConfig:
+    """An explicit architecture (fields of :class:`res2net.Res2NetConfig`), for small nets."""
+
+    depth: int = 50
+    width: int = 26
+    scales: int = 4
+    deep_stem: bool = False
+    avg_down: bool = False
+    flavour: str = "paddle"
+
+
+@dataclass
+class ModelConfig:
+    """Which network: a registered ``name`` or an explicit ``arch`` (exactly one)."""
+
+    name: str | None = None
+    arch: ArchConfig | None = None
+    num_classes: int = 1000
+    # A weight file (or ``true`` for the published weights) to start from; the head is
+    # re-initialised when ``num_classes`` differs from the file's.
+    pretrained: Any = False
+    channels_last: bool = True
+    compile: bool = False
+    sync_bn: bool = False
+    # From scratch, start every residual block as the identity (last BN's scale = 0): deep
+    # nets then train stably from the first step (Goyal et al., 2017; torchvision's option).
+    zero_init_residual: bool = True
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they are augmented.
+
+    ``train_dir`` / ``val_dir`` are ImageFolder layouts (one sub-folder per class, sorted
+    names = class ids) unless ``train_list`` / ``val_list`` give PaddleClas list files
+    (``relative/path label`` per line, paths relative to the folder).
+    """
+
+    train_dir: str = ""
+    val_dir: str = ""
+    train_list: str | None = None
+    val_list: str | None = None
+    image_size: int = 224
+    resize_short: int = 256
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
+    hflip: bool = True
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    num_workers: int = 4
+    pin_memory: bool = True
+    # "skip": a corrupt image is left out of its batch with a counted warning; "fail": stop.
+    on_corrupt: str = "skip"
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum; weight decay applies to all parameters, as PaddleClas's L2."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    """Cosine decay stepped every iteration, after an optional linear warmup."""
+
+    epochs: int = 200
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class AugmentConfig:
+    """Batch mixing: ``mixup`` / ``cutmix`` are Beta alphas (0 disables); one is picked per
+    batch with probability ``cutmix_prob`` for cutmix when both are on."""
+
+    mixup: float = 0.2
+    cutmix: float = 0.0
+    cutmix_prob: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings. ``batch_size`` is per process (per GPU under torchrun)."""
+
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"  # "none", "bf16" or "fp16" (GPU only)
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+    log_every: int = 50
+    ckpt_every_steps: int = 0  # 0: only at the end of each epoch
+    eval_every_epochs: int = 1
+    max_steps: int | None = None  # stop early (tests, smoke runs)
+    deterministic: bool = False
+    progress: bool = True
+
+
+@dataclass
+class DistillConfig:
+    """SSLD-style distillation from a frozen teacher's soft outputs.
+
+    ``loss`` is ``"js"`` (Jensen-Shannon divergence) or ``"dml"`` (symmetric KL).
+    ``hard_weight`` adds that much label cross-entropy (0: soft outputs only, as SSLD).
+    ``unlabeled_dirs`` are folders of images (any depth) added to the training data without
+    labels; only the distillation loss sees them.
+    """
+
+    teacher: str | None = None
+    teacher_arch: ArchConfig | None = None
+    teacher_weights: str | None = None
+    loss: str = "js"
+    temperature: float = 1.0
+    hard_weight: float = 0.0
+    unlabeled_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/default"
+    tensorboard: bool = True
+    plot: bool = True
+
+
+@dataclass
+class Config:
+    """A whole training run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig | None = None
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+_CHOICES = {
+    "data.on_corrupt": ("skip", "fail"),
+    "train.amp": ("none", "bf16", "fp16"),
+    "distill.loss": ("js", "dml"),
+    "model.arch.flavour": ("paddle", "official"),
+    "distill.teacher_arch.flavour": ("paddle", "official"),
+}
+
+
+def _unknown(key: str, path: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {path!r}{hint} (valid here: {', '.join(valid)})")
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass inside ``tp`` (``X`` or ``X | None``), else None."""
+    for cand in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(cand):
+            return cand
+    return None
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check a leaf value against its annotation; ints pass for floats, lists for tuples."""
+    args = typing.get_args(tp)
+    if value is None:
+        if tp is Any or type(None) in args:
+            return None
+        raise ConfigError(f"config key {path!r} may not be null")
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {path!r} must be a list, got {value!r}")
+        if origin is tuple and len(value) != len(args):
+            raise ConfigError(f"config key {path!r} must have {len(args)} items, got {value!r}")
+        items = [
+            _coerce(v, args[i] if origin is tuple else args[0], path) for i, v in enumerate(value)
+        ]
+        return tuple(items) if origin is tuple else items
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"config key {path!r} must be {tp.__name__}, got {value!r}")
+    if path in _CHOICES and value not in _CHOICES[path]:
+        raise ConfigError(f"config key {path!r} must be one of {_CHOICES[path]}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix or 'root'!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in valid:
+            raise _unknown(str(key), path, valid)
+        sub = _dataclass_of(hints[key])
+        if sub is not None and value is not None:
+            kwargs[key] = _build(sub, value, path)
+        else:
+            kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build and check a :class:`Config` from nested dicts (as read from YAML)."""
+    cfg = _build(Config, data or {}, "")
+    if (cfg.model.name is None) == (cfg.model.arch is None):
+        raise ConfigError("config 'model' needs exactly one of 'name' (registered) or 'arch'")
+    if cfg.distill is not None and (cfg.distill.teacher is None) == (
+        cfg.distill.teacher_arch is None
+    ):
+        raise ConfigError("config 'distill' needs exactly one of 'teacher' or 'teacher_arch'")
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dicts/lists (tuples become lists), e.g. to save next to a checkpoint."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply one ``dotted.key=value`` override in place; the value is parsed as YAML."""
+    import yaml
+
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key=value, e.g. optim.lr=0.05")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Read a YAML config (or start from the defaults) and apply ``key=value`` overrides."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found (see configs/ for examples)")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config must be a YAML mapping of sections")
+    for override in overrides:
+        apply_override(data, override)
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path or 'config'}: {exc}") from None

@@ -1,0 +1,338 @@
+"""Training on real data (scikit-learn's digits): learning, evaluation, resume, faults, DDP.
+
+Everything runs on CPU with a tiny Res2Net-50 (width 4) on 16x16 renderings of the digits.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import res2net
+from res2net.cli import main as cli_main
+from res2net.data.datasets import folder_samples, render_digits
+from res2net.data.transforms import eval_transform
+from res2net.engine import train as train_module
+from res2net.engine.checkpoint import load_checkpoint
+from res2net.engine.config import config_from_dict
+from res2net.engine.train import NonFiniteLossError, train
+from res2net.models.registry import Preprocess
+from res2net.models.res2net import Res2Net, Res2NetConfig
+from res2net.weights.io import load_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_ARCH = {"depth": 50, "width": 4, "scales": 4, "deep_stem": True, "avg_down": True}
+MEAN, STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+# One thread per process: the same arithmetic in every run (exact comparisons), and runs
+# that share the 2 CI cores do not fight over them.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("digits")
+    render_digits(root, size=16)
+    return root
+
+
+def _subset(digits: Path, n: int, name: str, split: str = "train") -> Path:
+    """A PaddleClas list file with the first ``n`` images of ``split`` in a balanced order."""
+    samples, _ = folder_samples(digits / split)
+    by_class: dict[int, list[Path]] = {}
+    for path, label in samples:
+        by_class.setdefault(label, []).append(path)
+    order = [(by_class[c][i], c) for i in range(n // 10 + 1) for c in sorted(by_class)][:n]
+    listing = digits / name
+    listing.write_text("".join(f"{p.relative_to(digits / split)} {c}\n" for p, c in order))
+    return listing
+
+
+def _small_val(digits: Path) -> Path:
+    return _subset(digits, 50, "val50.txt", split="val")
+
+
+def tiny_config(digits: Path, out: Path, **sections) -> dict:
+    cfg = {
+        "model": {"arch": dict(TINY_ARCH), "num_classes": 10, "channels_last": False},
+        "data": {
+            "train_dir": str(digits / "train"),
+            "val_dir": str(digits / "val"),
+            "image_size": 16,
+            "resize_short": 16,
+            "crop_scale": [0.7, 1.0],
+            "crop_ratio": [0.9, 1.1],
+            "hflip": False,
+            "mean": MEAN,
+            "std": STD,
+            "num_workers": 0,
+            "pin_memory": False,
+        },
+        "optim": {"lr": 0.05},
+        "schedule": {"epochs": 2, "warmup_epochs": 0.2},
+        "augment": {"mixup": 0.0},
+        "train": {"batch_size": 32, "seed": 0, "device": "cpu", "log_every": 5, "progress": False},
+        "output": {"dir": str(out), "tensorboard": True, "plot": True},
+    }
+    for section, values in sections.items():
+        cfg[section] = {**cfg.get(section, {}), **values}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def demo_run(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    torch.manual_seed(0)
+    return train(config_from_dict(tiny_config(digits, out)))
+
+
+def test_short_demo_beats_chance_on_held_out_digits(demo_run):
+    last = demo_run.history[-1]
+    # 10 balanced classes: chance is 0.10.
+    assert last["val_top1"] > 0.5, demo_run.history
+    assert demo_run.history[-1]["train_loss"] < demo_run.history[0]["train_loss"]
+    out = demo_run.out_dir
+    for name in ("final.safetensors", "best.safetensors", "last.pt", "metrics.csv", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr"} <= set(header)
+
+
+def test_eval_command_equals_direct_topk(demo_run, digits):
+    weights = demo_run.out_dir / "final.safetensors"
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert (
+            cli_main(
+                [
+                    "eval",
+                    "--weights",
+                    str(weights),
+                    "--data",
+                    str(digits / "val"),
+                    "--json",
+                    "--workers",
+                    "0",
+                ]
+            )
+            == 0
+        )
+    reported = json.loads(buf.getvalue())
+
+    model = Res2Net(Res2NetConfig(**TINY_ARCH), num_classes=10)
+    load_weights(model, weights)
+    model.eval()
+    transform = eval_transform(Preprocess(16, 16, mean=tuple(MEAN), std=tuple(STD)))
+    samples, _ = folder_samples(digits / "val")
+    from PIL import Image
+
+    images = torch.stack([transform(Image.open(p).convert("RGB")) for p, _ in samples])
+    labels = torch.tensor([label for _, label in samples])
+    with torch.no_grad():
+        logits = model(images)
+    top5 = torch.topk(logits, 5, dim=1).indices
+    assert reported["images"] == len(samples)
+    assert reported["top1"] == pytest.approx((top5[:, 0] == labels).float().mean().item())
+    assert reported["top5"] == pytest.approx((top5 == labels[:, None]).any(1).float().mean().item())
+    assert reported["top1"] > 0.5
+
+
+def test_registered_model_export_loads_with_create_model(digits, tmp_path):
+    listing = _subset(digits, 8, "eight.txt")
+    cfg = tiny_config(
+        digits,
+        tmp_path,
+        train={"batch_size": 4, "max_steps": 1},
+        data={
+            "train_list": str(listing),
+            "val_dir": str(digits / "train"),
+            "val_list": str(listing),
+        },
+    )
+    cfg["model"] = {"name": "Res2Net50_26w_4s", "num_classes": 10, "channels_last": False}
+    result = train(config_from_dict(cfg))
+    model = res2net.create_model(
+        "Res2Net50_26w_4s", pretrained=str(result.final_weights), num_classes=10, skip_head=False
+    )
+    saved = load_file(result.final_weights)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in saved.items())
+
+
+def _cli(config: dict, path: Path, *args: str) -> subprocess.Popen:
+    path.write_text(json.dumps(config))  # JSON is YAML
+    cmd = [sys.executable, "-m", "res2net", "train", "--config", str(path), *args]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finish(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out.decode()[-3000:]
+
+
+def test_resume_after_sigkill_is_exact(digits, tmp_path):
+    listing = _subset(digits, 128, "resume.txt")
+    sections = {
+        "data": {"train_list": str(listing), "val_list": str(_small_val(digits))},
+        "augment": {"mixup": 0.2},  # draws random numbers every step: the RNG must resume too
+        "train": {"batch_size": 16, "ckpt_every_steps": 2, "deterministic": True},
+    }
+    whole = tiny_config(digits, tmp_path / "whole", **sections)
+    _finish(_cli(whole, tmp_path / "whole.json"))
+
+    killed = tiny_config(digits, tmp_path / "killed", **sections)
+    proc = _cli(killed, tmp_path / "killed.json")
+    last = tmp_path / "killed" / "last.pt"
+    while not last.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)  # a real kill: no handler, no cleanup
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    state = load_checkpoint(last)
+    assert state["step_in_epoch"] > 0, "the kill should land mid-epoch"
+    assert state["global_step"] < 16
+    assert not (tmp_path / "killed" / "final.safetensors").exists()
+
+    _finish(_cli(killed, tmp_path / "killed.json", "--resume"))
+    a = load_file(tmp_path / "whole" / "final.safetensors")
+    b = load_file(tmp_path / "killed" / "final.safetensors")
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, differ[:5]
+    assert (tmp_path / "whole" / "metrics.csv").read_text() == (
+        tmp_path / "killed" / "metrics.csv"
+    ).read_text()
+
+
+def test_crash_mid_save_keeps_previous_checkpoint(digits, tmp_path, monkeypatch):
+    listing = _subset(digits, 64, "crash.txt")
+    sections = {
+        "data": {"train_list": str(listing), "val_list": str(_small_val(digits))},
+        "train": {"batch_size": 16, "ckpt_every_steps": 2, "max_steps": 2},
+    }
+    train(config_from_dict(tiny_config(digits, tmp_path, **sections)))
+    last = tmp_path / "last.pt"
+    before = last.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    sections["train"]["max_steps"] = None
+    with pytest.raises(OSError, match="no space left"):
+        train(config_from_dict(tiny_config(digits, tmp_path, **sections)), resume=last)
+    assert last.read_bytes() == before
+    assert load_checkpoint(last)["global_step"] == 2
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(digits, tmp_path, monkeypatch):
+    listing = _subset(digits, 64, "nan.txt")
+    sections = {
+        "data": {"train_list": str(listing), "val_list": str(_small_val(digits))},
+        "train": {"batch_size": 16, "ckpt_every_steps": 2, "log_every": 1},
+    }
+    real_loss = train_module._hard_loss
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 5 else loss
+
+    monkeypatch.setattr(train_module, "_hard_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"NaN/inf at step 5\b") as err:
+        train(config_from_dict(tiny_config(digits, tmp_path, **sections)))
+    assert "last.pt (step 4)" in str(err.value)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+DDP_SCRIPT = """
+import os, sys
+from pathlib import Path
+from safetensors.torch import save_file
+from res2net.engine import checkpoint
+from res2net.engine.config import load_config
+from res2net.engine.train import train
+
+rank = os.environ["RANK"]
+out = Path(sys.argv[2])
+
+def spy(real):
+    def wrapper(*args, **kwargs):
+        with open(out.parent / f"writes_rank{rank}.txt", "a") as fh:
+            fh.write(f"{real.__name__}\\n")
+        return real(*args, **kwargs)
+    return wrapper
+
+checkpoint.atomic_torch_save = spy(checkpoint.atomic_torch_save)
+checkpoint.export_weights = spy(checkpoint.export_weights)
+result = train(load_config(sys.argv[1]))
+params = {k: p.detach().clone() for k, p in result.model.named_parameters()}
+save_file(params, str(out.parent / f"params_rank{rank}.safetensors"))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_gloo(digits, tmp_path):
+    listing = _subset(digits, 256, "ddp.txt")
+    cfg = tiny_config(
+        digits,
+        tmp_path / "run",
+        data={"train_list": str(listing), "val_list": str(_small_val(digits))},
+        schedule={"epochs": 3},
+        train={"batch_size": 16},
+    )
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(script),
+        str(tmp_path / "cfg.json"),
+        str(tmp_path / "run"),
+    ]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    p0 = load_file(tmp_path / "params_rank0.safetensors")
+    p1 = load_file(tmp_path / "params_rank1.safetensors")
+    assert p0.keys() == p1.keys()
+    assert all(torch.equal(p0[k], p1[k]) for k in p0)
+    writes = (tmp_path / "writes_rank0.txt").read_text().split()
+    assert "atomic_torch_save" in writes and "export_weights" in writes
+    assert not (tmp_path / "writes_rank1.txt").exists()  # one checkpoint writer: rank 0
+    history = load_checkpoint(tmp_path / "run" / "last.pt")["history"]
+    assert len(history) == 3
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
