@@ -12,7 +12,10 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `res2net --help` lists them.
-COMMANDS = ["models", "convert", "download", "predict", "serve"]
+COMMANDS = [
+    "models", "convert", "download", "predict", "serve",
+    "train", "eval", "digits", "export", "bench",
+]  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
