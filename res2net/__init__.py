@@ -41,6 +41,10 @@ _EXPORTS = {
     "ServeConfig": "res2net.deploy.server",
     "build_service": "res2net.deploy.server",
     "start_server": "res2net.deploy.server",
+    "train": "res2net.engine.train",
+    "load_config": "res2net.engine.config",
+    "evaluate_folder": "res2net.engine.evaluate",
+    "render_digits": "res2net.data.datasets",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
