@@ -71,7 +71,7 @@ def _config(digits: Path, out: Path, epochs: int, **extra) -> dict:
             "num_workers": 0,
             "pin_memory": False,
         },
-        "optim": {"lr": 0.05},
+        "optim": {"lr": 0.02},
         "schedule": {"epochs": epochs, "warmup_epochs": 0.2},
         "augment": {"mixup": 0.0},
         "train": {"batch_size": 32, "device": "cpu", "progress": False, "log_every": 10},

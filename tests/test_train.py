@@ -79,7 +79,7 @@ def tiny_config(digits: Path, out: Path, **sections) -> dict:
             "num_workers": 0,
             "pin_memory": False,
         },
-        "optim": {"lr": 0.05},
+        "optim": {"lr": 0.02},
         "schedule": {"epochs": 2, "warmup_epochs": 0.2},
         "augment": {"mixup": 0.0},
         "train": {"batch_size": 32, "seed": 0, "device": "cpu", "log_every": 5, "progress": False},
@@ -336,3 +336,24 @@ def test_torchrun_two_processes_gloo(digits, tmp_path):
     history = load_checkpoint(tmp_path / "run" / "last.pt")["history"]
     assert len(history) == 3
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_ema_clipping_cutmix_channels_last_run_and_export_the_ema(digits, tmp_path):
+    listing = _subset(digits, 32, "options.txt")
+    cfg = tiny_config(
+        digits,
+        tmp_path,
+        model={"channels_last": True},
+        data={"train_list": str(listing), "val_list": str(_small_val(digits))},
+        augment={"mixup": 0.2, "cutmix": 1.0, "cutmix_prob": 0.5},
+        train={"batch_size": 8, "ema_decay": 0.5, "grad_clip": 1.0, "max_steps": 3},
+    )
+    result = train(config_from_dict(cfg))
+    assert result.global_step == 3
+    exported = load_file(result.final_weights)
+    raw = result.model.state_dict()
+    # The export is the EMA of the weights, not the last step's weights.
+    assert any(not torch.equal(exported[k], raw[k]) for k in exported if k.endswith(".weight"))
+    state = load_checkpoint(tmp_path / "last.pt")
+    ema = {k.removeprefix("module."): v for k, v in state["ema"].items()}
+    assert all(torch.equal(ema[k], v) for k, v in exported.items())
