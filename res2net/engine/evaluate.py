@@ -155,6 +155,11 @@ def evaluate_folder(
 
     if name is None and weights is None:
         raise ValueError("give a registered model name, a weights file, or both")
+    if weights is None and not pretrained:
+        raise ValueError(
+            f"{name}: no weights given; pass a weights file, or pretrained=True "
+            "(CLI: --weights FILE or --pretrained) for the published ones"
+        )
     model, meta = model_from_weights(weights, name, pretrained)
     pre = meta["preprocess"]
     transform = eval_transform(

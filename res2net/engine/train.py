@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,18 +120,21 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 
 def _build_teacher(cfg: Config, device: torch.device) -> nn.Module | None:
+    """The frozen teacher of a distillation run, with all of its weights (head included)."""
+    from res2net.models.registry import create_model
+    from res2net.weights.io import load_weights
+
     d = cfg.distill
     if d is None:
         return None
-    teacher_cfg = ModelConfig(
-        name=d.teacher,
-        arch=d.teacher_arch,
-        num_classes=cfg.model.num_classes,
-        pretrained=d.teacher_weights or False,
-    )
     if not d.teacher_weights:
         raise ValueError("distill.teacher_weights: a teacher needs trained weights (a file path)")
-    return freeze(build_model(teacher_cfg).to(device))
+    if d.teacher is not None:
+        teacher = create_model(d.teacher, num_classes=cfg.model.num_classes)
+    else:
+        teacher = _build_arch(d.teacher_arch, cfg.model.num_classes)
+    load_weights(teacher, d.teacher_weights)  # strict: a head of another size is an error
+    return freeze(teacher.to(device))
 
 
 class ResumableSampler(Sampler[int]):
@@ -329,6 +333,8 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
     out = Path(cfg.output.dir)
     _seed_everything(t.seed)  # same on every rank: identical initial weights
     model = build_model(cfg.model).to(device)
+    if cfg.model.sync_bn and device.type == "cpu":
+        raise ValueError("model.sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel)")
     if cfg.model.sync_bn and ctx.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.model.channels_last:
@@ -370,7 +376,14 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
         global_step, best_top1 = state["global_step"], state["best_top1"]
         log.history = state["history"]
         resumed_sums = state["epoch_sums"].to(device)
-        ckpt.set_rng_state(state["rng"][ctx.rank] if ctx.world > 1 else state["rng"][0])
+        if len(state["rng"]) == ctx.world:
+            ckpt.set_rng_state(state["rng"][ctx.rank])
+        else:  # another process count: continue, but the data order cannot be the same
+            warnings.warn(
+                f"{resume} was written by {len(state['rng'])} processes, this run has "
+                f"{ctx.world}: resuming, but not exactly (other data order and augmentation)",
+                stacklevel=2,
+            )
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
