@@ -220,3 +220,33 @@ def test_load_image_errors_name_the_source():
     with pytest.raises(ImageDecodeError, match="must be uint8"):
         load_image(np.zeros((4, 4, 3), dtype=np.float32))
     assert isinstance(Prediction("x", error="y").to_dict(), dict)
+
+
+def test_predictor_reads_architecture_from_training_export(tmp_path, photo_batch):
+    """A `res2net train` export records arch, preprocessing and classes: no --model needed."""
+    from res2net.models.res2net import Res2Net, Res2NetConfig
+    from res2net.weights.io import save_safetensors
+
+    arch = {"depth": 50, "width": 4, "scales": 4, "deep_stem": True, "avg_down": True}
+    net = Res2Net(Res2NetConfig(**arch), num_classes=3).eval()
+    meta = {
+        "arch": arch,
+        "model": None,
+        "num_classes": 3,
+        "classes": ["ant", "bee", "cat"],
+        "preprocess": {"resize_short": 64, "crop": 56, "mean": [0.5] * 3, "std": [0.5] * 3},
+    }
+    path = save_safetensors(net.state_dict(), tmp_path / "final.safetensors",
+                            {"res2net_training": json.dumps(meta)})  # fmt: skip
+    predictor = Predictor(None, weights=path, topk=2, num_workers=0)
+    assert predictor.preprocess_cfg.crop == 56 and predictor.labels == ["ant", "bee", "cat"]
+    photo = PHOTOS[0]
+    (pred,) = predictor.predict([photo])
+    x = predictor.preprocess(photo)
+    assert tuple(x.shape) == (3, 56, 56)
+    with torch.no_grad():
+        expected = torch.topk(net(x[None]).softmax(1), 2)
+    assert pred.class_ids == expected.indices[0].tolist()
+    assert pred.labels == [meta["classes"][i] for i in pred.class_ids]
+    with pytest.raises(ValueError, match="no --model given"):
+        Predictor(None, weights=None)

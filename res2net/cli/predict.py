@@ -16,7 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Exit code: 0 all classified, 1 some images failed, 2 usage error.",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS")
-    p.add_argument("--model", required=True, help="registered name (see `res2net models`)")
+    p.add_argument(
+        "--model",
+        help="registered name (see `res2net models`); may be left out for weights written by "
+        "`res2net train`, which record their architecture, preprocessing and class names",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", help=".pdparams / .safetensors / .pth weight file")
     source.add_argument(
@@ -67,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     weights = True if args.pretrained else args.weights
     if not weights:
         print(
-            f"warning: no --weights given: {args.model} has RANDOM weights, so its predictions "
-            "mean nothing. Pass --weights FILE or --pretrained.",
+            f"warning: no --weights given: {args.model or 'the model'} has RANDOM weights, "
+            "so its predictions mean nothing. Pass --weights FILE or --pretrained.",
             file=sys.stderr,
         )
     predictor = Predictor(

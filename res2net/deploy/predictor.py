@@ -79,10 +79,33 @@ def softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.take_along_axis(probs, ids, axis=1)
 
 
+def _from_training_export(weights) -> tuple[Any, Preprocess, str, list[str] | None]:
+    """Network, preprocessing, name and class names stored in a `res2net train` export."""
+    from res2net.engine.evaluate import model_from_weights, read_training_metadata
+
+    if not weights or weights is True or not read_training_metadata(weights):
+        raise ValueError(
+            "no --model given: name a registered model, or pass --weights with a .safetensors "
+            "file written by `res2net train` (it records its architecture)"
+        )
+    network, meta = model_from_weights(weights)
+    pre = meta["preprocess"]
+    cfg = Preprocess(
+        resize_short=int(pre["resize_short"]),
+        crop=int(pre["crop"]),
+        mean=tuple(pre["mean"]),
+        std=tuple(pre["std"]),
+        style=pre.get("style", "paddle"),
+    )
+    return network, cfg, str(meta.get("model") or "trained"), meta.get("classes")
+
+
 class Predictor:
     """A Res2Net ready to classify images.
 
     :param model: a registered name (``res2net models``); sets the network and preprocessing.
+        ``None`` takes both (and the class names) from a ``.safetensors`` file written by
+        ``res2net train``, given as ``weights``.
     :param weights: a weight file path, ``True`` for the entry's published weights, or
         ``None``/``False`` for random weights (only useful for testing and timing).
     :param engine: runtime name (``res2net.deploy.runtimes.available_engines()``).
@@ -97,7 +120,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: str,
+        model: str | None,
         weights: str | os.PathLike | bool | None = None,
         *,
         engine: str = "eager",
@@ -113,11 +136,22 @@ class Predictor:
             raise ValueError("topk and batch_size must be >= 1 and num_workers >= 0")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but no CUDA GPU is usable here; use cpu")
-        entry = get_entry(model)
         names = _read_labels(labels)
-        num_classes = num_classes or (len(names) if names else 1000)
-        self.model_name = entry.name
-        self.preprocess_cfg: Preprocess = entry.preprocess
+        if model is None:
+            network, self.preprocess_cfg, self.model_name, trained_names = _from_training_export(
+                weights
+            )
+            names = names or trained_names
+            num_classes = network.num_classes
+        else:
+            entry = get_entry(model)
+            num_classes = num_classes or (len(names) if names else 1000)
+            self.model_name = entry.name
+            self.preprocess_cfg = entry.preprocess
+            # skip_head=False: a fine-tuned file's own classifier is what predict needs.
+            network = create_model(
+                entry.name, pretrained=weights or False, num_classes=num_classes, skip_head=False
+            )
         self.labels = _labels_for(names, num_classes)
         self.num_classes = num_classes
         self.topk = min(topk, num_classes)
@@ -125,10 +159,6 @@ class Predictor:
         self.num_workers = num_workers
         self.max_pixels = max_pixels
         self.weights = weights if weights else None
-        # skip_head=False: a fine-tuned file's own classifier is exactly what predict needs.
-        network = create_model(
-            entry.name, pretrained=weights or False, num_classes=num_classes, skip_head=False
-        )
         self.runtime = create_runtime(network.eval(), engine, device=device)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
