@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from res2net.bench.report import write_section
 from res2net.data.datasets import render_digits
 from res2net.engine.config import load_config
 from res2net.engine.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits_demo.yaml"
-BEGIN, END = "<!-- digits_demo:begin -->", "<!-- digits_demo:end -->"
 
 
 def _cpu_name() -> str:
@@ -78,17 +77,6 @@ def section(row: dict, seconds: float, epochs: int, overrides: list[str]) -> str
     )
 
 
-def write_section(text: str) -> Path:
-    """Replace (or append) this script's section of BENCHMARKS.md."""
-    bench = ROOT / "BENCHMARKS.md"
-    old = bench.read_text() if bench.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old + "\n" + block + "\n"
-    bench.write_text(new)
-    return bench
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -96,7 +84,11 @@ def main() -> None:
     args = ap.parse_args()
     row, seconds, epochs = run(args.overrides)
     text = section(row, seconds, epochs, args.overrides)
-    print(text if args.dry_run else f"wrote {write_section(text)}")
+    print(
+        text
+        if args.dry_run
+        else f"wrote {write_section(ROOT / 'BENCHMARKS.md', 'digits_demo', text)}"
+    )
 
 
 if __name__ == "__main__":

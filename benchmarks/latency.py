@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import re
 from pathlib import Path
 
 from res2net.bench.latency import markdown_table, plot, ratios, run_benchmark
+from res2net.bench.report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- latency:begin -->", "<!-- latency:end -->"
 
 
 def _cpu_name() -> str:
@@ -72,12 +71,7 @@ def main() -> None:
         print(text)
         return
     plot(rows, ROOT / "docs" / "latency.png")
-    bench = ROOT / "BENCHMARKS.md"
-    old = bench.read_text() if bench.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old + "\n" + block + "\n"
-    bench.write_text(new)
+    bench = write_section(ROOT / "BENCHMARKS.md", "latency", text)
     print(f"updated {bench} and docs/latency.png")
 
 

@@ -21,7 +21,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import statistics
 import tempfile
 import time
@@ -31,11 +30,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from res2net.bench.report import write_section
 from res2net.deploy.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = sorted((ROOT / "tests" / "data" / "images").glob("*.[pj][np]g"))
-BEGIN, END = "<!-- predict-throughput:begin -->", "<!-- predict-throughput:end -->"
 
 
 def make_folder(folder: Path, count: int = 64, seed: int = 0) -> list[Path]:
@@ -117,17 +116,6 @@ def section(rows: list[tuple[str, int, int, dict[str, float]]], args) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> Path:
-    """Replace (or append) this script's section of BENCHMARKS.md."""
-    bench = ROOT / "BENCHMARKS.md"
-    old = bench.read_text() if bench.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old + "\n" + block + "\n"
-    bench.write_text(new)
-    return bench
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="Res2Net50_vd_26w_4s")
@@ -154,7 +142,7 @@ def main() -> None:
     if args.dry_run:
         print(text)
     else:
-        print(f"updated {write_section(text)}")
+        print(f"updated {write_section(ROOT / 'BENCHMARKS.md', 'predict-throughput', text)}")
 
 
 if __name__ == "__main__":

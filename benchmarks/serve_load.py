@@ -31,8 +31,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from res2net.bench.report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- serve:begin -->", "<!-- serve:end -->"
 HEADER = "Inference-Header-Content-Length"
 
 
@@ -193,12 +194,7 @@ def main() -> None:
     if args.dry_run:
         print(text)
     else:
-        bench = ROOT / "BENCHMARKS.md"
-        old = bench.read_text() if bench.exists() else "# Benchmarks\n"
-        block = f"{BEGIN}\n{text}\n{END}"
-        pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-        new = pattern.sub(lambda _: block, old) if pattern.search(old) else f"{old}\n{block}\n"
-        bench.write_text(new)
+        bench = write_section(ROOT / "BENCHMARKS.md", "serve", text)
         print(f"updated {bench}")
     if failed:
         sys.exit(f"{failed} requests failed: {[r['failures'] for r in rows]}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import statistics
 import time
 from pathlib import Path
@@ -22,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 import res2net
+from res2net.bench.report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- train_throughput:begin -->", "<!-- train_throughput:end -->"
 # (label, builder): ours in both flavours, and timm's res2net50d, which is the official
 # flavour's Res2Net-50-vd (REFERENCE.md §4).
 NETWORKS = {
@@ -101,17 +100,6 @@ def section(rows, args) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> Path:
-    """Replace (or append) this script's section of BENCHMARKS.md."""
-    bench = ROOT / "BENCHMARKS.md"
-    old = bench.read_text() if bench.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old + "\n" + block + "\n"
-    bench.write_text(new)
-    return bench
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=16, help="CPU batch (GPU uses --gpu-batch)")
@@ -133,7 +121,7 @@ def main() -> None:
     if args.dry_run:
         print(text)
     else:
-        print(f"wrote {write_section(text)}")
+        print(f"wrote {write_section(ROOT / 'BENCHMARKS.md', 'train_throughput', text)}")
 
 
 if __name__ == "__main__":
