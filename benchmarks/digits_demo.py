@@ -10,30 +10,19 @@ exactly as ``scripts/demo.sh`` does, and records the validation accuracy and the
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from res2net.bench.report import write_section
+from res2net.bench.report import cpu_name, write_section
 from res2net.data.datasets import render_digits
 from res2net.engine.config import load_config
 from res2net.engine.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits_demo.yaml"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(overrides: list[str]) -> tuple[dict, float, int]:
@@ -60,7 +49,7 @@ def section(row: dict, seconds: float, epochs: int, overrides: list[str]) -> str
     setup = (
         f"`benchmarks/digits_demo.py`: `configs/digits_demo.yaml`{extra} (Res2Net-50-vd, "
         "width 8, 4 scales, 32x32) on scikit-learn's handwritten digits, 1437 train / 360 "
-        f"held-out images. CPU: {_cpu_name()}, {torch.get_num_threads()} threads, "
+        f"held-out images. CPU: {cpu_name()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}."
     )
     top1, top5 = row["val_top1"], row["val_top5"]

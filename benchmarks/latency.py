@@ -13,20 +13,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 from pathlib import Path
 
 from res2net.bench.latency import markdown_table, plot, ratios, run_benchmark
-from res2net.bench.report import write_section
+from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def section(rows, models, args) -> str:
@@ -37,7 +29,7 @@ def section(rows, models, args) -> str:
     lines = [
         "## Deployment latency (CPU)",
         "",
-        f"Measured {datetime.date.today()} on {_cpu_name()}, {cores} cores, by "
+        f"Measured {datetime.date.today()} on {cpu_name()}, {cores} cores, by "
         f"`python benchmarks/latency.py` (`res2net bench --compare`): random 224x224 input, "
         f"{args.warmup} warm-up runs, median of {args.iters}; bold = fastest of our engines; "
         "`e2e` = with decoding + preprocessing of real photos; INT8 = OpenVINO after NNCF "

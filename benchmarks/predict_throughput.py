@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from res2net.bench.report import write_section
+from res2net.bench.report import cpu_name, write_section
 from res2net.deploy.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,20 +82,13 @@ def measure(predictor: Predictor, files: list[Path], runs: int) -> dict[str, flo
     }
 
 
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def section(rows: list[tuple[str, int, int, dict[str, float]]], args) -> str:
     """The Markdown text between the markers."""
     cores = len(os.sched_getaffinity(0))
     lines = [
         "## Predict throughput (CPU)",
         "",
-        f"Measured {datetime.date.today()} on {_cpu_name()}, {cores} cores, by "
+        f"Measured {datetime.date.today()} on {cpu_name()}, {cores} cores, by "
         f"`python benchmarks/predict_throughput.py`: {args.count} photos (crops of the test "
         "photos, 320-1600 px, JPEG/PNG), random weights, engine "
         f"`{args.engine}`, one warm-up then the median of {args.runs} runs. End to end = "

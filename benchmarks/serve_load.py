@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -31,17 +30,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from res2net.bench.report import write_section
+from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "Inference-Header-Content-Length"
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def start_server(model: str, engine: str, max_batch: int, args) -> tuple[subprocess.Popen, str]:
@@ -147,7 +139,7 @@ def section(rows: list[dict], args) -> str:
         f"{args.clients} concurrent clients for {args.duration:g} s on loopback, each sending "
         f"one 224x224 FP32 image per request (REST, binary tensor extension) to `{args.model}`; "
         f"max queue delay {args.max_delay_ms:g} ms. Measured {datetime.date.today()} on "
-        f"{_cpu_name()} ({os.cpu_count()} cores), clients and server on the same machine. "
+        f"{cpu_name()} ({os.cpu_count()} cores), clients and server on the same machine. "
         f"Command: `.venv/bin/python benchmarks/serve_load.py {' '.join(sys.argv[1:])}`.",
         "",
         "| engine | max batch | requests | failed | throughput (img/s) | p50 (ms) | p99 (ms) "

@@ -11,7 +11,6 @@ the same machine state. CPU always; the GPU too when one is present (bf16 autoca
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import res2net
-from res2net.bench.report import write_section
+from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 # (label, builder): ours in both flavours, and timm's res2net50d, which is the official
@@ -33,16 +32,6 @@ NETWORKS = {
     "res2net res2net50d (official flavour)": lambda: res2net.create_model("res2net50d"),
     "timm res2net50d": lambda: timm.create_model("res2net50d", pretrained=False),
 }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def step_seconds(model, device, batch: int, steps: int, warmup: int, channels_last: bool) -> list:
@@ -90,7 +79,7 @@ def section(rows, args) -> str:
         f"`benchmarks/train_throughput.py`: one SGD training step (forward, loss, backward, "
         f"update) on random 224x224 inputs, median of {args.steps} steps after {args.warmup} "
         f"warm-up steps; {'channels_last' if args.channels_last else 'NCHW'}; bf16 autocast on "
-        f"GPU. CPU: {_cpu_name()}, {torch.get_num_threads()} threads. GPU: {gpu}. "
+        f"GPU. CPU: {cpu_name()}, {torch.get_num_threads()} threads. GPU: {gpu}. "
         f"torch {torch.__version__}, timm {timm.__version__}.",
         "",
         "| network | device | batch | step (ms) | images/s |",

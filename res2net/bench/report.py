@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import re
 from pathlib import Path
 
@@ -19,3 +20,14 @@ def write_section(path: str | Path, name: str, text: str) -> Path:
     new = pattern.sub(lambda _: block, old) if pattern.search(old) else f"{old}\n{block}\n"
     path.write_text(new)
     return path
+
+
+def cpu_name() -> str:
+    """The processor's model name, for the machine line of a benchmark section."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
