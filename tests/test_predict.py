@@ -135,8 +135,11 @@ def test_cli_usage_errors_exit_2(capsys):
             capsys, "predict", str(PHOTOS[0]), "--model", MODEL, "--device", "cuda"
         )
         assert code == 2 and "no CUDA GPU" in err
+    # No --model and no self-describing weights: nothing to build the network from.
+    code, _, err = _run_cli(capsys, "predict", str(PHOTOS[0]))
+    assert code == 2 and "no --model given" in err
     with pytest.raises(SystemExit) as exc:
-        cli_main(["predict", str(PHOTOS[0])])  # --model missing
+        cli_main(["predict"])  # no inputs
     assert exc.value.code == 2
 
 
