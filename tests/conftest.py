@@ -90,3 +90,59 @@ def paddle_reference(photo_batch, tmp_path_factory):
         return done[name]
 
     return get
+
+
+def assert_logits_match(out: np.ndarray, ref: np.ndarray) -> None:
+    """Relative error <= 1e-4 of max|logit| and the same top-5 on every image."""
+    assert out.shape == ref.shape and out.dtype == np.float32
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert (np.argsort(-out, axis=1)[:, :5] == np.argsort(-ref, axis=1)[:, :5]).all()
+
+
+@pytest.fixture(scope="session")
+def vd50_with_reference(paddle_reference, photo_batch):
+    """(model, two photos, eager logits) for Res2Net50_vd_26w_4s with PaddleClas's randomized
+    weights; the eager logits are first checked against PaddleClas's own, so engines and
+    exports compared with them are compared with the real reference."""
+    from res2net.deploy.runtimes import create_runtime
+    from res2net.models.registry import create_model
+
+    name = "Res2Net50_vd_26w_4s"
+    weights, paddle_logits = paddle_reference(name)
+    model = create_model(name, pretrained=str(weights))
+    batch = photo_batch[0][:2].numpy()
+    eager = create_runtime(model, "eager")(batch)
+    assert_logits_match(eager, paddle_logits[:2])
+    return model, batch, eager
+
+
+# A Res2Net-50-vd four channels wide: trains on 16x16 digits in seconds on a CPU.
+TINY_ARCH = {"depth": 50, "width": 4, "scales": 4, "deep_stem": True, "avg_down": True}
+
+
+def tiny_config(digits: Path, out: Path, **sections) -> dict:
+    """A quick CPU training config: TINY_ARCH on 16x16 digits; ``sections`` are merged in."""
+    cfg = {
+        "model": {"arch": dict(TINY_ARCH), "num_classes": 10, "channels_last": False},
+        "data": {
+            "train_dir": str(digits / "train"),
+            "val_dir": str(digits / "val"),
+            "image_size": 16,
+            "resize_short": 16,
+            "crop_scale": [0.7, 1.0],
+            "crop_ratio": [0.9, 1.1],
+            "hflip": False,
+            "mean": [0.5] * 3,
+            "std": [0.5] * 3,
+            "num_workers": 0,
+            "pin_memory": False,
+        },
+        "optim": {"lr": 0.02},
+        "schedule": {"epochs": 2, "warmup_epochs": 0.2},
+        "augment": {"mixup": 0.0},
+        "train": {"batch_size": 32, "seed": 0, "device": "cpu", "log_every": 5, "progress": False},
+        "output": {"dir": str(out), "tensorboard": True, "plot": True},
+    }
+    for section, values in sections.items():
+        cfg[section] = {**cfg.get(section, {}), **values}
+    return cfg

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_ARCH, tiny_config
 from scipy.spatial.distance import jensenshannon
 from scipy.special import softmax
 from scipy.stats import entropy
@@ -20,8 +21,6 @@ from res2net.engine.distill import js_divergence, symmetric_kl
 from res2net.engine.evaluate import evaluate
 from res2net.engine.train import train
 from res2net.models.registry import Preprocess
-
-TINY_ARCH = {"depth": 50, "width": 4, "scales": 4, "deep_stem": True, "avg_down": True}
 
 
 def _scipy_js(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,30 +54,11 @@ def test_distill_config_errors_name_the_key():
         config_from_dict({**base, "distill": {"teacher": "Res2Net50_26w_4s", "loss": "kl"}})
 
 
-def _config(digits: Path, out: Path, epochs: int, **extra) -> dict:
-    cfg = {
-        "model": {"arch": dict(TINY_ARCH), "num_classes": 10, "channels_last": False},
-        "data": {
-            "train_dir": str(digits / "train"),
-            "val_dir": str(digits / "val"),
-            "image_size": 16,
-            "resize_short": 16,
-            "crop_scale": [0.7, 1.0],
-            "crop_ratio": [0.9, 1.1],
-            "hflip": False,
-            "mean": [0.5] * 3,
-            "std": [0.5] * 3,
-            "num_workers": 0,
-            "pin_memory": False,
-        },
-        "optim": {"lr": 0.02},
-        "schedule": {"epochs": epochs, "warmup_epochs": 0.2},
-        "augment": {"mixup": 0.0},
-        "train": {"batch_size": 32, "device": "cpu", "progress": False, "log_every": 10},
-        "output": {"dir": str(out), "tensorboard": False, "plot": False},
-    }
-    cfg.update(extra)
-    return cfg
+def _config(digits: Path, out: Path, epochs: int, **sections) -> dict:
+    quiet = {"tensorboard": False, "plot": False}
+    return tiny_config(
+        digits, out, schedule={"epochs": epochs}, train={"log_every": 10}, output=quiet, **sections
+    )
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import hashlib
 import json
 import shutil
 
-import numpy as np
 import pytest
+from conftest import assert_logits_match
 
 from res2net.deploy.export import (
     FORMATS,
@@ -16,34 +16,16 @@ from res2net.deploy.export import (
     load_exported,
     metadata_path,
 )
-from res2net.deploy.runtimes import create_runtime
-from res2net.models.registry import create_model, get_entry
+from res2net.models.registry import get_entry
 
 NAME = "Res2Net50_vd_26w_4s"
 
 
-def assert_matches(out: np.ndarray, ref: np.ndarray) -> None:
-    """Relative error <= 1e-4 of max|logit| and the same top-5 on every image."""
-    assert out.shape == ref.shape and out.dtype == np.float32
-    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
-    assert (np.argsort(-out, axis=1)[:, :5] == np.argsort(-ref, axis=1)[:, :5]).all()
-
-
 @pytest.fixture(scope="module")
-def source(paddle_reference, photo_batch):
-    weights, paddle_logits = paddle_reference(NAME)
-    model = create_model(NAME, pretrained=str(weights))
-    batch = photo_batch[0][:2].numpy()
-    eager = create_runtime(model, "eager")(batch)
-    assert_matches(eager, paddle_logits[:2])
-    return model, batch, eager
-
-
-@pytest.fixture(scope="module")
-def exported(source, tmp_path_factory):
+def exported(vd50_with_reference, tmp_path_factory):
     """FORMAT -> path of the exported file, made once per module."""
     out = tmp_path_factory.mktemp("exports")
-    model = source[0]
+    model = vd50_with_reference[0]
     labels = [f"class {i}" for i in range(1000)]
     made = {}
 
@@ -60,13 +42,13 @@ def exported(source, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", list(FORMATS))
-def test_export_loads_and_matches_eager(fmt, exported, source):
-    _, batch, eager = source
+def test_export_loads_and_matches_eager(fmt, exported, vd50_with_reference):
+    _, batch, eager = vd50_with_reference
     path = exported(fmt)
     assert path.suffix == FORMATS[fmt]
     runtime = load_exported(path)
-    assert_matches(runtime(batch), eager)
-    assert_matches(runtime(batch[:1]), eager[:1])  # dynamic batch
+    assert_logits_match(runtime(batch), eager)
+    assert_logits_match(runtime(batch[:1]), eager[:1])  # dynamic batch
     meta = runtime.metadata
     assert meta["model"] == NAME and meta["format"] == fmt and meta["num_classes"] == 1000
     assert meta["preprocess"]["crop"] == 224 and meta["preprocess"]["mean"][0] == 0.485
@@ -74,9 +56,9 @@ def test_export_loads_and_matches_eager(fmt, exported, source):
 
 
 @pytest.mark.slow
-def test_onnx_also_runs_in_openvino(exported, source):
-    _, batch, eager = source
-    assert_matches(load_exported(exported("onnx"), "openvino")(batch), eager)
+def test_onnx_also_runs_in_openvino(exported, vd50_with_reference):
+    _, batch, eager = vd50_with_reference
+    assert_logits_match(load_exported(exported("onnx"), "openvino")(batch), eager)
 
 
 @pytest.fixture
@@ -118,8 +100,13 @@ def test_missing_or_mismatched_metadata_is_refused(onnx_copy, exported):
         load_exported(onnx_copy)
 
 
-def test_bad_export_requests(source, tmp_path):
+def test_bad_export_requests(vd50_with_reference, tmp_path):
     with pytest.raises(ValueError, match="unknown export format 'tflite'"):
-        export_model(source[0], tmp_path / "m", fmt="tflite")
+        export_model(vd50_with_reference[0], tmp_path / "m", fmt="tflite")
     with pytest.raises(ValueError, match="INT8 export needs --format openvino"):
-        export_model(source[0], tmp_path / "m", fmt="onnx", int8_calibration=source[1])
+        export_model(
+            vd50_with_reference[0],
+            tmp_path / "m",
+            fmt="onnx",
+            int8_calibration=vd50_with_reference[1],
+        )

@@ -9,31 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import PHOTOS
+from conftest import PHOTOS, assert_logits_match
 
 from res2net.deploy.runtimes import available_engines, create_runtime
 from res2net.models.registry import create_model
 
 NAME = "Res2Net50_vd_26w_4s"
 CPU_ENGINES = ["fused", "compile", "onnxruntime", "openvino"]
-
-
-def assert_matches(out: np.ndarray, ref: np.ndarray) -> None:
-    """Relative error <= 1e-4 of max|logit| and the same top-5 on every image."""
-    assert out.shape == ref.shape and out.dtype == np.float32
-    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
-    top5 = np.argsort(-out, axis=1)[:, :5]
-    assert (top5 == np.argsort(-ref, axis=1)[:, :5]).all()
-
-
-@pytest.fixture(scope="module")
-def model_and_reference(paddle_reference, photo_batch):
-    weights, paddle_logits = paddle_reference(NAME)
-    model = create_model(NAME, pretrained=str(weights))
-    batch = photo_batch[0][:2].numpy()
-    eager = create_runtime(model, "eager")(batch)
-    assert_matches(eager, paddle_logits[:2])
-    return model, batch, eager
 
 
 def test_cpu_engines_are_available():
@@ -43,14 +25,14 @@ def test_cpu_engines_are_available():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", CPU_ENGINES)
-def test_engine_matches_eager(engine, model_and_reference):
-    model, batch, eager = model_and_reference
+def test_engine_matches_eager(engine, vd50_with_reference):
+    model, batch, eager = vd50_with_reference
     runtime = create_runtime(model, engine)
     assert runtime.engine == engine
-    assert_matches(runtime(batch), eager)
+    assert_logits_match(runtime(batch), eager)
     if engine != "compile":  # compile specialises per shape: a second shape recompiles (minutes)
         # Dynamic batch: a single image gives the same row.
-        assert_matches(runtime(batch[1:]), eager[1:])
+        assert_logits_match(runtime(batch[1:]), eager[1:])
 
 
 def test_unknown_engine_is_named():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_ARCH, tiny_config
 from safetensors.torch import load_file
 
 import res2net
@@ -33,7 +34,6 @@ from res2net.models.res2net import Res2Net, Res2NetConfig
 from res2net.weights.io import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_ARCH = {"depth": 50, "width": 4, "scales": 4, "deep_stem": True, "avg_down": True}
 MEAN, STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
 # One thread per process: the same arithmetic in every run (exact comparisons), and runs
 # that share the 2 CI cores do not fight over them.
@@ -61,33 +61,6 @@ def _subset(digits: Path, n: int, name: str, split: str = "train") -> Path:
 
 def _small_val(digits: Path) -> Path:
     return _subset(digits, 50, "val50.txt", split="val")
-
-
-def tiny_config(digits: Path, out: Path, **sections) -> dict:
-    cfg = {
-        "model": {"arch": dict(TINY_ARCH), "num_classes": 10, "channels_last": False},
-        "data": {
-            "train_dir": str(digits / "train"),
-            "val_dir": str(digits / "val"),
-            "image_size": 16,
-            "resize_short": 16,
-            "crop_scale": [0.7, 1.0],
-            "crop_ratio": [0.9, 1.1],
-            "hflip": False,
-            "mean": MEAN,
-            "std": STD,
-            "num_workers": 0,
-            "pin_memory": False,
-        },
-        "optim": {"lr": 0.02},
-        "schedule": {"epochs": 2, "warmup_epochs": 0.2},
-        "augment": {"mixup": 0.0},
-        "train": {"batch_size": 32, "seed": 0, "device": "cpu", "log_every": 5, "progress": False},
-        "output": {"dir": str(out), "tensorboard": True, "plot": True},
-    }
-    for section, values in sections.items():
-        cfg[section] = {**cfg.get(section, {}), **values}
-    return cfg
 
 
 @pytest.fixture(scope="module")
