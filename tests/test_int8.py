@@ -55,10 +55,30 @@ def test_int8_top1_within_half_point_of_fp32(tmp_path):
     assert fp32 >= 0.9, f"the demo model did not train (top-1 {fp32:.3f})"
 
     calib = load_calibration([data / "train"], pre, limit=300)
-    path = export_model(
-        model, tmp_path / "digits_int8", fmt="openvino", preprocess=pre, int8_calibration=calib
-    )
-    runtime = load_exported(path)
-    assert runtime.metadata["precision"] == "int8"
-    int8 = _top1(runtime, images, labels)
-    assert abs(int8 - fp32) <= 0.005, f"FP32 top-1 {fp32:.4f}, INT8 {int8:.4f}"
+    for fmt, quantizer in (("openvino", "nncf"), ("onnx", "onnxruntime")):
+        path = export_model(
+            model, tmp_path / f"digits_int8_{fmt}", fmt=fmt, preprocess=pre, int8_calibration=calib
+        )
+        runtime = load_exported(path)
+        assert runtime.metadata["precision"] == "int8"
+        assert runtime.metadata["quantizer"] == quantizer
+        if fmt == "onnx":  # really integer kernels, not a float graph with a new label
+            import onnx
+
+            ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+            assert "QLinearConv" in ops and "Conv" not in ops, ops
+        int8 = _top1(runtime, images, labels)
+        assert abs(int8 - fp32) <= 0.005, f"{fmt}: FP32 top-1 {fp32:.4f}, INT8 {int8:.4f}"
+
+
+def test_vnni_detection_reads_the_flags_line(tmp_path):
+    from res2net.deploy.int8 import cpu_has_vnni
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert not cpu_has_vnni(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert cpu_has_vnni(info)
+    info.write_text("flags\t\t: avx2 avx_vnni\n")
+    assert cpu_has_vnni(info)
+    assert not cpu_has_vnni(tmp_path / "missing")

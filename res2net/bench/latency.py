@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +35,8 @@ TIMM_EQUIVALENT = {
     "Res2Net101_vd_26w_4s_ssld": "res2net101d",
 }
 PEERS = ("timm-eager", "openvino-plain", "paddle-inference")
+# Engines measured in INT8, each with its own quantizer (res2net.deploy.int8).
+INT8_ENGINES = ("openvino", "onnxruntime")
 PADDLE_SCRIPT = Path(__file__).with_name("paddle_inference_peer.py")
 
 
@@ -89,8 +92,12 @@ def _random_batch(batch: int, side: int = 224) -> np.ndarray:
 
 
 def build_runtime(model: Any, name: str, engine: str, precision: str, calib: np.ndarray | None):
-    """A runtime of ``engine`` at ``precision`` (``int8`` runs OpenVINO with NNCF)."""
-    from res2net.deploy.runtimes import OpenVinoRuntime, create_runtime
+    """A runtime of ``engine`` at ``precision``.
+
+    ``int8``: ``openvino`` quantized with NNCF, or ``onnxruntime`` with ONNX Runtime's
+    quantizer, calibrated on ``calib`` (random noise when None: fine for timing only).
+    """
+    from res2net.deploy.runtimes import OnnxRuntime, OpenVinoRuntime, create_runtime
 
     if engine == "timm-eager":
         import timm
@@ -107,14 +114,19 @@ def build_runtime(model: Any, name: str, engine: str, precision: str, calib: np.
             converted = ov.convert_model(model.eval(), example_input=torch.zeros(1, 3, 224, 224))
         return OpenVinoRuntime(converted, hint=None)
     if precision == "int8":
-        if engine != "openvino":
-            raise ValueError("int8 is measured with the openvino engine (NNCF quantization)")
-        from res2net.deploy.int8 import quantize_openvino
+        if engine not in INT8_ENGINES:
+            raise ValueError(f"int8 is measured with {' and '.join(INT8_ENGINES)}, not {engine}")
+        from res2net.deploy.export import export_onnx
+        from res2net.deploy.int8 import quantize_onnx, quantize_openvino
         from res2net.deploy.runtimes import convert_openvino, prepare_for_inference
 
         prepared = prepare_for_inference(model, channels_last=False)
         data = calib if calib is not None else _random_batch(32)
-        return OpenVinoRuntime(quantize_openvino(convert_openvino(prepared), data))
+        if engine == "openvino":
+            return OpenVinoRuntime(quantize_openvino(convert_openvino(prepared), data))
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(prepared, Path(tmp) / "fp32.onnx")
+            return OnnxRuntime(quantize_onnx(fp32, Path(tmp) / "int8.onnx", data))
     return create_runtime(model, engine)
 
 
@@ -224,7 +236,7 @@ def run_benchmark(
     """Measure every model x engine x precision x batch size (and the peers with ``compare``).
 
     :param engines: default: every available engine except plain ``eager`` duplicates.
-    :param precisions: ``fp32`` (every engine), ``int8`` (openvino only); others skipped
+    :param precisions: ``fp32`` (every engine), ``int8`` (:data:`INT8_ENGINES`); others skipped
         with a message.
     """
     from res2net.deploy.runtimes import available_engines
@@ -236,7 +248,7 @@ def run_benchmark(
         if compare:
             plan += [(peer, "fp32") for peer in PEERS]
         for engine, precision in plan:
-            if precision == "int8" and engine != "openvino":
+            if precision == "int8" and engine not in INT8_ENGINES:
                 continue
             if precision not in ("fp32", "int8"):
                 log(f"skip {precision}: only fp32 and int8 are measured on CPU")

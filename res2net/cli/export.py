@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", choices=list(FORMATS), default="onnx", dest="fmt")
     p.add_argument("--softmax", action="store_true", help="append softmax (output probabilities)")
-    p.add_argument("--int8", action="store_true", help="INT8 post-training quantization (NNCF)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="INT8 post-training quantization (NNCF for openvino, ONNX Runtime for onnx)",
+    )
     p.add_argument("--calib", nargs="+", help="calibration images or folders for --int8")
     p.add_argument("--num-classes", type=int, help="classes of the weights (default: 1000)")
     p.add_argument("--labels", help="label file (one name per line); default: ImageNet for 1000")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -46,6 +47,8 @@ DEFAULT_ENGINE = {
     "torchscript": "eager",
     "exported-program": "eager",
 }
+# The toolkit that quantizes each format that can be exported in INT8.
+INT8_QUANTIZER = {"openvino": "nncf", "onnx": "onnxruntime"}
 METADATA_VERSION = 1
 
 
@@ -143,16 +146,18 @@ def export_model(
     :param preprocess: the registry entry's ``Preprocess`` (or a dict), for the metadata.
     :param labels: class names, index = class id.
     :param softmax: append a softmax (outputs probabilities instead of logits).
-    :param int8_calibration: N x 3 x H x W preprocessed images; quantizes to INT8 with
-        NNCF (``openvino`` format only).
+    :param int8_calibration: N x 3 x H x W preprocessed images; quantizes to INT8, with
+        NNCF for ``openvino`` and ONNX Runtime's quantizer for ``onnx`` (those two only).
     :param input_size: crop side the graph is traced with (default: the preprocessing's).
-    :raises ValueError: unknown format, INT8 asked for a format other than openvino, or
+    :raises ValueError: unknown format, INT8 asked for a format other than openvino/onnx, or
         a label count that differs from the model's outputs.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if int8_calibration is not None and fmt != "openvino":
-        raise ValueError("INT8 export needs --format openvino (NNCF quantizes OpenVINO models)")
+    if int8_calibration is not None and fmt not in INT8_QUANTIZER:
+        raise ValueError(
+            f"INT8 export needs --format openvino (NNCF) or onnx (ONNX Runtime), not {fmt}"
+        )
     pre = (
         asdict(preprocess)
         if preprocess is not None and not isinstance(preprocess, dict)
@@ -168,6 +173,12 @@ def export_model(
         raise ValueError(f"{len(labels)} labels given for a model with {num_classes} outputs")
     if fmt == "openvino":
         _export_openvino(module, path, side, int8_calibration)
+    elif fmt == "onnx" and int8_calibration is not None:
+        from res2net.deploy.int8 import quantize_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(module, Path(tmp) / "fp32.onnx", side)
+            quantize_onnx(fp32, path, int8_calibration)
     else:
         _export_file(module, fmt, path, side)
     meta = {
@@ -175,6 +186,7 @@ def export_model(
         "format": fmt,
         "model": name,
         "precision": "int8" if int8_calibration is not None else "fp32",
+        "quantizer": INT8_QUANTIZER[fmt] if int8_calibration is not None else None,
         "output": "probabilities" if softmax else "logits",
         "input": {"shape": [-1, 3, side, side], "layout": "NCHW"},
         "num_classes": num_classes,

@@ -1,13 +1,21 @@
-"""INT8 post-training quantization with NNCF, for OpenVINO's VNNI / AVX2 integer kernels.
+"""INT8 post-training quantization, with calibration images only (no labels, no training).
 
-Only calibration images are needed (no labels, no training): NNCF runs them through the
-FP32 model to choose per-tensor activation ranges and per-channel weight scales.
+Two toolkits, one per runtime:
+
+* :func:`quantize_openvino`: NNCF on an ``openvino.Model``, for OpenVINO's integer kernels.
+* :func:`quantize_onnx`: ONNX Runtime's static quantizer on an ``.onnx`` file, for ONNX
+  Runtime's (MLAS) integer kernels.
+
+Both run the calibration images through the FP32 model to choose per-tensor activation
+ranges, and quantize weights per output channel.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,14 +39,93 @@ def load_calibration(
     return np.stack([preprocess_image(f, preprocess).numpy() for f in files])
 
 
+def _batches(calibration: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)]
+
+
 def quantize_openvino(ov_model: Any, calibration: np.ndarray, *, batch_size: int = 1) -> Any:
     """An INT8 ``openvino.Model`` from an FP32 one and preprocessed calibration images.
 
     Uses NNCF's default (symmetric, "performance") preset: per-channel INT8 weights and
-    per-tensor activations, the layout OpenVINO's VNNI kernels run fastest.
+    per-tensor activations, the layout OpenVINO's integer kernels run fastest.
     """
     import nncf
 
-    batches = [calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)]
-    dataset = nncf.Dataset(batches)
+    dataset = nncf.Dataset(_batches(calibration, batch_size))
     return nncf.quantize(ov_model, dataset, subset_size=len(calibration))
+
+
+def cpu_has_vnni(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether this x86 CPU has an 8-bit dot-product instruction (AVX-512 VNNI, AVX-VNNI, AMX).
+
+    Without one, u8 x s8 products are summed pairwise into saturating 16-bit lanes
+    (``vpmaddubsw``), which is why :func:`quantize_onnx` then keeps weights to 7 bits.
+    Returns False where the file cannot be read (non-Linux).
+    """
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return False
+
+
+def quantize_onnx(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    calibration: np.ndarray,
+    *,
+    batch_size: int = 1,
+    reduce_range: bool | None = None,
+) -> Path:
+    """Write an INT8 copy of the ONNX model ``source`` to ``output``; returns ``output``.
+
+    ONNX Runtime's static quantizer in operator form (``QLinearConv``, ``QLinearMatMul``...,
+    which ran faster here than the QDQ form: 38.5 vs 47.8 ms for Res2Net50_vd_26w_4s at
+    batch 1): uint8 activations, int8 weights per output channel, MinMax calibration.
+
+    :param reduce_range: quantize weights to 7 bits, avoiding ``vpmaddubsw`` saturation on
+        CPUs without VNNI (ONNX Runtime's advice). Default: ``not cpu_has_vnni()``.
+    :raises ValueError: an empty calibration set, or one whose shape the model rejects.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if len(calibration) == 0:
+        raise ValueError("quantize_onnx needs at least one calibration image")
+    source, output = Path(source), Path(output)
+    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter([{input_name: b} for b in _batches(calibration, batch_size)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    if reduce_range is None:
+        reduce_range = not cpu_has_vnni()
+    with tempfile.TemporaryDirectory() as tmp:
+        # Shape inference + graph clean-up first, as ONNX Runtime recommends before quantizing.
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(output),
+            Reader(),
+            quant_format=QuantFormat.QOperator,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=reduce_range,
+        )
+    return output
