@@ -21,3 +21,22 @@ def test_bench_measures_and_tabulates(tmp_path):
 def test_cli_export_needs_calibration_for_int8(capsys):
     assert main(["export", "--model", "Res2Net50_26w_4s", "--int8"]) == 2
     assert "--int8 and --calib go together" in capsys.readouterr().err
+
+
+def test_limits_give_each_row_its_floor():
+    from res2net.bench.latency import limit_lines
+    from res2net.bench.limits import Limits, gemm_rate_int8, gemm_rates_fp32
+
+    limits = Limits(fp32_gflops=100.0, fp32_source="test", int8_gops=200.0, rates={"test": 100.0})
+    rows = run_benchmark(["Res2Net50_26w_4s"], ["eager"], [1, 2], warmup=0, iters=1, limits=limits)
+    gflops = rows[0].gflops
+    # 8.5 GFLOPs per image at 100 GFLOP/s: 85 ms per image, twice that for two.
+    assert [r.limit_ms for r in rows] == [round(10 * gflops, 2), round(20 * gflops, 2)]
+    assert limits.floor_ms(gflops, 1, "int8") == 1e3 * gflops / 200.0
+    assert limits.floor_ms(gflops, 1, "fp16") is None
+    lines = limit_lines(rows, limits)
+    assert lines[0].startswith("Limit measured in this run: FP32 100 GFLOP/s (test), INT8 200")
+    assert any(line.startswith("Res2Net50_26w_4s bs=1 fp32: floor") for line in lines)
+    rates = gemm_rates_fp32(n=128, repeats=1)
+    assert rates and all(rate > 0 for rate in rates.values())
+    assert gemm_rate_int8(n=128, repeats=1) > 0

@@ -56,6 +56,9 @@ class Measurement:
     peer: bool = False
     gflops: float | None = None
     top1: float | None = None
+    # Least possible time for this batch at the GEMM rate measured in the same run
+    # (res2net.bench.limits); None unless the run measured limits.
+    limit_ms: float | None = None
 
 
 def time_calls(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
@@ -126,7 +129,7 @@ def build_runtime(model: Any, name: str, engine: str, precision: str, calib: np.
             return OpenVinoRuntime(quantize_openvino(convert_openvino(prepared), data))
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(prepared, Path(tmp) / "fp32.onnx")
-            return OnnxRuntime(quantize_onnx(fp32, Path(tmp) / "int8.onnx", data))
+            return OnnxRuntime(quantize_onnx(fp32, Path(tmp) / "int8.onnx", data), "cpu")
     return create_runtime(model, engine)
 
 
@@ -231,11 +234,14 @@ def run_benchmark(
     warmup: int = 10,
     iters: int = 50,
     calib: np.ndarray | None = None,
+    limits: Any = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[Measurement]:
     """Measure every model x engine x precision x batch size (and the peers with ``compare``).
 
     :param engines: default: every available engine except plain ``eager`` duplicates.
+    :param limits: a :class:`res2net.bench.limits.Limits` measured in this run; fills each
+        row's ``limit_ms``.
     :param precisions: ``fp32`` (every engine), ``int8`` (:data:`INT8_ENGINES`); others skipped
         with a message.
     """
@@ -274,6 +280,13 @@ def run_benchmark(
                 log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
                 continue
             rows += found
+    if limits is not None:
+        from res2net.models.registry import model_info
+
+        for row in rows:
+            row.gflops = row.gflops or model_info(row.model)["gflops"]
+            floor = limits.floor_ms(row.gflops, row.batch, row.precision)
+            row.limit_ms = None if floor is None else round(floor, 2)
     return rows
 
 
@@ -330,6 +343,25 @@ def ratios(rows: Sequence[Measurement]) -> list[str]:
                     f"{model} bs={batch}: {engine} {ours.median_ms:.1f} ms vs {peer} "
                     f"{other.median_ms:.1f} ms = {other.median_ms / ours.median_ms:.2f}x faster"
                 )
+    return out
+
+
+def limit_lines(rows: Sequence[Measurement], limits: Any) -> list[str]:
+    """How close our fastest engine comes to the machine's limit, per model/precision/batch."""
+    others = ", ".join(f"{name} {rate:.0f}" for name, rate in limits.rates.items())
+    int8 = f", INT8 {limits.int8_gops:.0f} GOP/s" if limits.int8_gops else ""
+    out = [
+        f"Limit measured in this run: FP32 {limits.fp32_gflops:.0f} GFLOP/s ({limits.fp32_source})"
+        f"{int8}; all GEMM rates: {others}"
+    ]
+    index = {(r.model, r.engine, r.precision, r.batch): r for r in rows}
+    for (model, precision, batch), engine in sorted(fastest(rows).items()):
+        row = index[(model, engine, precision, batch)]
+        if row.limit_ms:
+            out.append(
+                f"{model} bs={batch} {precision}: floor {row.limit_ms:.1f} ms; {engine} "
+                f"{row.median_ms:.1f} ms = {100 * row.limit_ms / row.median_ms:.0f}% of the limit"
+            )
     return out
 
 

@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iters", type=int, default=50, help="timed runs per batch size")
     p.add_argument("--calib", nargs="+", help="images/folders to calibrate int8 (default: noise)")
     p.add_argument("--compare", action="store_true", help="also timm eager, plain OpenVINO, Paddle")
+    p.add_argument(
+        "--limits",
+        action="store_true",
+        help="also measure this machine's GEMM rates and show each result against that floor",
+    )
     p.add_argument("--with-preprocess", action="store_true", help="also time decode+preprocess")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
     p.add_argument("--plot", help="write a PNG of latency vs GFLOPs and published top-1")
@@ -32,7 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from res2net.bench.latency import markdown_table, plot, ratios, run_benchmark, to_json
+    from res2net.bench.latency import (
+        limit_lines,
+        markdown_table,
+        plot,
+        ratios,
+        run_benchmark,
+        to_json,
+    )
 
     calib = None
     if args.calib:
@@ -40,9 +52,15 @@ def run(args: argparse.Namespace) -> int:
         from res2net.models.registry import get_entry
 
         calib = load_calibration(args.calib, get_entry(args.model[0]).preprocess)
+    limits = None
+    if args.limits:
+        from res2net.bench.limits import measure_limits
+
+        limits = measure_limits()
     rows = run_benchmark(
         args.model, args.engine, args.batch_sizes, args.precision, compare=args.compare,
         with_preprocess=args.with_preprocess, warmup=args.warmup, iters=args.iters, calib=calib,
+        limits=limits,
     )  # fmt: skip
     if not rows:
         raise RuntimeError("nothing was measured (see the messages above)")
@@ -51,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(markdown_table(rows))
         for line in ratios(rows):
+            print(line)
+        for line in limit_lines(rows, limits) if limits else []:
             print(line)
     if args.plot:
         print(f"wrote {plot(rows, args.plot)}")
