@@ -73,6 +73,18 @@ def test_wrong_types_and_choices_are_errors():
         config_from_dict({"model": {}})
 
 
+def test_arch_section_is_the_networks_own_config():
+    from res2net.models.res2net import Res2NetConfig
+
+    arch = {"depth": 50, "width": 4, "scales": 4, "cardinality": 2, "flavour": "official"}
+    cfg = config_from_dict({"model": {"arch": arch}})
+    assert cfg.model.arch == Res2NetConfig(**arch)  # every field, cardinality included
+    with pytest.raises(ConfigError, match="'model.arch.flavour' must be one of"):
+        config_from_dict({"model": {"arch": {**arch, "flavour": "timm"}}})
+    with pytest.raises(ConfigError, match="'model.arch'.*depth must be one of"):
+        config_from_dict({"model": {"arch": {**arch, "depth": 34}}})
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     load_config(path)

@@ -124,3 +124,37 @@ def test_student_agreement_rises_and_loss_is_js(teacher, tmp_path, monkeypatch):
     steps = len(seen) // 2
     logged = result.history[0]["train_loss"]
     assert logged == pytest.approx(np.mean([s[2] for s in seen[:steps]]), rel=1e-5)
+
+
+def test_teacher_weights_true_fetches_the_published_weights(tmp_path, monkeypatch):
+    """``teacher_weights: true`` goes through the weight hub (a file:// mirror here)."""
+    from safetensors.torch import save_file
+
+    from res2net.models.registry import create_model
+    from res2net.weights.hub import download_filename
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    torch.manual_seed(3)
+    published = {k: v.contiguous() for k, v in create_model("res2net50d").state_dict().items()}
+    save_file(published, str(mirror / download_filename("res2net50d")))
+    monkeypatch.setenv("RES2NET_WEIGHTS_URL", mirror.as_uri())
+    monkeypatch.setenv("RES2NET_CACHE", str(tmp_path / "cache"))
+
+    def build(num_classes: int, **distill):
+        cfg = config_from_dict(
+            {"model": {"name": "res2net50d", "num_classes": num_classes}, "distill": distill}
+        )
+        return train_module._build_teacher(cfg, torch.device("cpu"))
+
+    teacher = build(1000, teacher="res2net50d", teacher_weights=True)
+    state = teacher.state_dict()
+    assert all(torch.equal(state[k], published[k]) for k in published)
+    assert not any(p.requires_grad for p in teacher.parameters())
+    # A teacher keeps its trained head: 1000-class weights cannot teach a 10-class student.
+    with pytest.raises(ValueError, match="fc.weight"):
+        build(10, teacher="res2net50d", teacher_weights=True)
+    with pytest.raises(ValueError, match="with teacher_arch give a weight file path"):
+        build(1000, teacher_arch=dict(TINY_ARCH), teacher_weights=True)
+    with pytest.raises(ValueError, match="a file path, or true"):
+        build(1000, teacher="res2net50d", teacher_weights=3)

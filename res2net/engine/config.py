@@ -17,21 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from res2net.models.res2net import Res2NetConfig
+
 
 class ConfigError(ValueError):
     """A config file or override has an unknown key or a value of the wrong type."""
 
 
-@dataclass
-class ArchConfig:
-    """An explicit architecture (fields of :class:`res2net.Res2NetConfig`), for small nets."""
-
-    depth: int = 50
-    width: int = 26
-    scales: int = 4
-    deep_stem: bool = False
-    avg_down: bool = False
-    flavour: str = "paddle"
+# An explicit architecture (``model.arch``, ``distill.teacher_arch``) is the network's own
+# config class, so every field it has (cardinality included) is a valid key, with its checks.
+ArchConfig = Res2NetConfig
 
 
 @dataclass
@@ -138,11 +133,13 @@ class DistillConfig:
     ``hard_weight`` adds that much label cross-entropy (0: soft outputs only, as SSLD).
     ``unlabeled_dirs`` are folders of images (any depth) added to the training data without
     labels; only the distillation loss sees them.
+    ``teacher_weights`` is a weight file, or ``true`` for a registered ``teacher``'s
+    published weights (downloaded and cached like ``create_model(..., pretrained=True)``).
     """
 
     teacher: str | None = None
     teacher_arch: ArchConfig | None = None
-    teacher_weights: str | None = None
+    teacher_weights: Any = None
     loss: str = "js"
     temperature: float = 1.0
     hard_weight: float = 0.0
@@ -175,8 +172,6 @@ _CHOICES = {
     "data.on_corrupt": ("skip", "fail"),
     "train.amp": ("none", "bf16", "fp16"),
     "distill.loss": ("js", "dml"),
-    "model.arch.flavour": ("paddle", "official"),
-    "distill.teacher_arch.flavour": ("paddle", "official"),
 }
 
 
@@ -204,6 +199,10 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if tp is Any:
         return value
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"config key {path!r} must be one of {args}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], path)
@@ -240,7 +239,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             kwargs[key] = _build(sub, value, path)
         else:
             kwargs[key] = _coerce(value, hints[key], path)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a section's own checks, e.g. Res2NetConfig's depth
+        raise ConfigError(f"config section {prefix or 'root'!r}: {exc}") from None
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

@@ -95,9 +95,9 @@ def _seed_everything(seed: int) -> None:
 
 
 def _build_arch(arch: ArchConfig, num_classes: int) -> nn.Module:
-    from res2net.models.res2net import Res2Net, Res2NetConfig
+    from res2net.models.res2net import Res2Net
 
-    return Res2Net(Res2NetConfig(**vars(arch)), num_classes=num_classes)
+    return Res2Net(arch, num_classes=num_classes)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -127,13 +127,29 @@ def _build_teacher(cfg: Config, device: torch.device) -> nn.Module | None:
     d = cfg.distill
     if d is None:
         return None
-    if not d.teacher_weights:
-        raise ValueError("distill.teacher_weights: a teacher needs trained weights (a file path)")
+    weights = d.teacher_weights
+    if weights is True:
+        if d.teacher is None:
+            raise ValueError(
+                "distill.teacher_weights: true means a registered teacher's published weights; "
+                "with teacher_arch give a weight file path"
+            )
+        # skip_head=False: a teacher's head must be its trained one, so published (1000-class)
+        # weights with a student of another class count are a strict-loading error.
+        teacher = create_model(
+            d.teacher, pretrained=True, num_classes=cfg.model.num_classes, skip_head=False
+        )
+        return freeze(teacher.to(device))
+    if not isinstance(weights, str) or not weights:
+        raise ValueError(
+            "distill.teacher_weights: a teacher needs trained weights: a file path, or true "
+            f"for the registered teacher's published weights (got {weights!r})"
+        )
     if d.teacher is not None:
         teacher = create_model(d.teacher, num_classes=cfg.model.num_classes)
     else:
         teacher = _build_arch(d.teacher_arch, cfg.model.num_classes)
-    load_weights(teacher, d.teacher_weights)  # strict: a head of another size is an error
+    load_weights(teacher, weights)  # strict: a head of another size is an error
     return freeze(teacher.to(device))
 
 
