@@ -36,7 +36,10 @@ def section(rows, models, args, limits) -> str:
         f"{args.warmup} warm-up runs, median of {args.iters}; bold = fastest of our engines; "
         "`e2e` = with decoding + preprocessing of real photos; INT8 = post-training "
         "quantization calibrated on the 6 test photos (NNCF for `openvino`, ONNX Runtime's "
-        "quantizer for `onnxruntime`). Peers run in the same process tree, same run. "
+        "quantizer for `onnxruntime`). Every engine of a model, ours and the in-process peers, "
+        "is built and warmed up first, then timed in turns (a few calls each, round-robin), so "
+        "a slow spell of this shared VM hits all of them alike; Paddle Inference runs in "
+        "PaddleClas's own interpreter right after. "
         f"This CPU {'has' if cpu_has_vnni() else 'has no'} VNNI.",
         "",
         markdown_table(rows),

@@ -40,3 +40,22 @@ def test_limits_give_each_row_its_floor():
     rates = gemm_rates_fp32(n=128, repeats=1)
     assert rates and all(rate > 0 for rate in rates.values())
     assert gemm_rate_int8(n=128, repeats=1) > 0
+
+
+def test_engines_are_timed_in_turns():
+    """Round-robin timing: engines alternate, each gets exactly ``iters`` timings."""
+    from res2net.bench.latency import _Contender, time_round_robin
+
+    calls = []
+
+    def engine(tag):
+        return lambda batch: calls.append((tag, len(batch)))
+
+    a = _Contender("a", "fp32", engine("a"), None, {1: [], 4: []})
+    b = _Contender("b", "fp32", engine("b"), None, {1: [], 4: []})
+    time_round_robin([a, b], [1, 4], iters=20)
+    assert all(len(c.times[n]) == 20 for c in (a, b) for n in (1, 4))
+    # 20 timed calls in turns of 2 (+1 untimed each): 10 turns each, alternating.
+    tags = [tag for tag, batch in calls if batch == 1]
+    turns = [tags[i] for i in range(len(tags)) if i == 0 or tags[i] != tags[i - 1]]
+    assert turns == ["a", "b"] * 10

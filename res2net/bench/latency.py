@@ -147,39 +147,104 @@ def _preprocess_fn(runtime, name: str, batch: int) -> Callable[[], Any]:
     return lambda: runtime(np.stack([preprocess(p, cfg).numpy() for p in chosen]))
 
 
-def measure_engine(
+@dataclass
+class _Contender:
+    """One engine of one model, built and warmed up, waiting for its timed turns."""
+
+    engine: str
+    precision: str
+    runtime: Any
+    peak_rss_mib: float | None
+    times: dict[int, list[float]]
+
+
+def _build_contender(
+    model: Any,
     name: str,
     engine: str,
     precision: str,
+    batch_sizes: Sequence[int],
+    warmup: int,
+    calib: np.ndarray | None,
+) -> _Contender:
+    """Build the runtime and warm it up at every batch size; its own peak memory on the way."""
+    _reset_peak_rss()
+    runtime = build_runtime(model, name, engine, precision, calib)
+    for batch in batch_sizes:
+        x = _random_batch(batch)
+        for _ in range(max(1, warmup)):
+            runtime(x)
+    return _Contender(engine, precision, runtime, peak_rss_mib(), {b: [] for b in batch_sizes})
+
+
+def time_round_robin(
+    contenders: Sequence[_Contender], batch_sizes: Sequence[int], iters: int
+) -> None:
+    """Time ``iters`` calls of each contender per batch size, taking turns.
+
+    Each turn is one untimed call (it wakes the engine's thread pool, which another engine
+    may have left asleep) then a few timed ones, so a slow spell of a shared machine hits
+    every engine alike instead of whichever happened to run then.
+    """
+    per_turn = max(1, iters // 10)
+    for batch in batch_sizes:
+        x = _random_batch(batch)
+        while any(len(c.times[batch]) < iters for c in contenders):
+            for c in contenders:
+                left = iters - len(c.times[batch])
+                if left > 0:
+                    c.runtime(x)
+                    call = lambda c=c, x=x: c.runtime(x)  # noqa: E731
+                    c.times[batch] += time_calls(call, 0, min(per_turn, left))
+
+
+def measure_engines(
+    name: str,
+    plan: Sequence[tuple[str, str]],
     batch_sizes: Sequence[int],
     *,
     warmup: int = 10,
     iters: int = 50,
     with_preprocess: bool = False,
     calib: np.ndarray | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[Measurement]:
-    """Latency rows of one model in one engine at one precision, for each batch size."""
+    """Latency rows of one model in each (engine, precision) of ``plan``, timed together.
+
+    All runtimes are built and warmed up first (each one's peak memory measured alone), then
+    timed round-robin (:func:`time_round_robin`); the end-to-end times follow, one engine
+    after another. An engine that cannot be built here is skipped with a message.
+    """
     from res2net.models.registry import create_model, model_info
 
     info = model_info(name)
     model = create_model(name).eval()
-    _reset_peak_rss()
-    runtime = build_runtime(model, name, engine, precision, calib)
+    contenders = []
+    for engine, precision in plan:
+        log(f"{name} {engine} {precision}: build + warm-up")
+        try:
+            contenders.append(
+                _build_contender(model, name, engine, precision, batch_sizes, warmup, calib)
+            )
+        except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
+            log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
+    log(f"{name}: timing {len(contenders)} engines in turns")
+    time_round_robin(contenders, batch_sizes, iters)
     rows = []
-    for batch in batch_sizes:
-        x = _random_batch(batch)
-        times = time_calls(lambda x=x: runtime(x), warmup, iters)
-        median = statistics.median(times)
-        row = Measurement(
-            name, engine, precision, batch, round(median, 2),
-            round(float(np.percentile(times, 90)), 2), round(median / batch, 2),
-            gflops=info["gflops"], top1=info["published"]["top1"], peer=engine in PEERS,
-        )  # fmt: skip
-        if with_preprocess:
-            e2e = time_calls(_preprocess_fn(runtime, name, batch), 2, max(5, iters // 5))
-            row.with_preprocess_ms = round(statistics.median(e2e), 2)
-        row.peak_rss_mib = peak_rss_mib()
-        rows.append(row)
+    for c in contenders:
+        for batch in batch_sizes:
+            times = c.times[batch]
+            median = statistics.median(times)
+            row = Measurement(
+                name, c.engine, c.precision, batch, round(median, 2),
+                round(float(np.percentile(times, 90)), 2), round(median / batch, 2),
+                peak_rss_mib=c.peak_rss_mib, gflops=info["gflops"],
+                top1=info["published"]["top1"], peer=c.engine in PEERS,
+            )  # fmt: skip
+            if with_preprocess:
+                e2e = time_calls(_preprocess_fn(c.runtime, name, batch), 2, max(5, iters // 5))
+                row.with_preprocess_ms = round(statistics.median(e2e), 2)
+            rows.append(row)
     return rows
 
 
@@ -253,6 +318,7 @@ def run_benchmark(
         plan = [(e, p) for p in precisions for e in engines]
         if compare:
             plan += [(peer, "fp32") for peer in PEERS]
+        chosen = []
         for engine, precision in plan:
             if precision == "int8" and engine not in INT8_ENGINES:
                 continue
@@ -261,25 +327,19 @@ def run_benchmark(
                 continue
             if engine == "timm-eager" and name not in TIMM_EQUIVALENT:
                 continue
-            log(f"{name} {engine} {precision} ...")
+            chosen.append((engine, precision))
+        in_process = [(e, p) for e, p in chosen if e != "paddle-inference"]
+        rows += measure_engines(
+            name, in_process, batch_sizes, warmup=warmup, iters=iters,
+            with_preprocess=with_preprocess, calib=calib, log=log,
+        )  # fmt: skip
+        if ("paddle-inference", "fp32") in chosen:
+            # Another interpreter (PaddleClas's venv), so it runs after ours, not in turns.
+            log(f"{name} paddle-inference fp32 ...")
             try:
-                if engine == "paddle-inference":
-                    found = measure_paddle_inference(name, batch_sizes, warmup=warmup, iters=iters)
-                else:
-                    found = measure_engine(
-                        name,
-                        engine,
-                        precision,
-                        batch_sizes,
-                        warmup=warmup,
-                        iters=iters,
-                        with_preprocess=with_preprocess,
-                        calib=calib,
-                    )
-            except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
-                log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
-                continue
-            rows += found
+                rows += measure_paddle_inference(name, batch_sizes, warmup=warmup, iters=iters)
+            except (FileNotFoundError, RuntimeError) as exc:
+                log(f"  skipped paddle-inference: {str(exc).splitlines()[0]}")
     if limits is not None:
         from res2net.models.registry import model_info
 
@@ -339,9 +399,11 @@ def ratios(rows: Sequence[Measurement]) -> list[str]:
         for peer in PEERS:
             other = index.get((model, peer, "fp32", batch))
             if other is not None and precision == "fp32":
+                ratio = other.median_ms / ours.median_ms
+                verdict = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
                 out.append(
                     f"{model} bs={batch}: {engine} {ours.median_ms:.1f} ms vs {peer} "
-                    f"{other.median_ms:.1f} ms = {other.median_ms / ours.median_ms:.2f}x faster"
+                    f"{other.median_ms:.1f} ms = {verdict}"
                 )
     return out
 
