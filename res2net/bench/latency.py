@@ -79,15 +79,24 @@ def _reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def peak_rss_mib() -> float | None:
-    """This process's peak resident memory since the last reset (Linux), in MiB."""
+def _status_mib(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory since the last reset (Linux), in MiB."""
+    return _status_mib("VmHWM")
+
+
+def rss_mib() -> float | None:
+    """This process's resident memory now (Linux), in MiB."""
+    return _status_mib("VmRSS")
 
 
 def _random_batch(batch: int, side: int = 224) -> np.ndarray:
@@ -166,15 +175,25 @@ def _build_contender(
     batch_sizes: Sequence[int],
     warmup: int,
     calib: np.ndarray | None,
+    base_rss: float | None = None,
 ) -> _Contender:
-    """Build the runtime and warm it up at every batch size; its own peak memory on the way."""
+    """Build the runtime and warm it up at every batch size, measuring its peak memory.
+
+    The engines built before this one stay resident (they are timed later, in turns), so
+    the figure is ``base_rss`` (the process before any engine) plus this build's own rise:
+    the peak a process holding only this engine would reach.
+    """
     _reset_peak_rss()
+    before = rss_mib()
     runtime = build_runtime(model, name, engine, precision, calib)
     for batch in batch_sizes:
         x = _random_batch(batch)
         for _ in range(max(1, warmup)):
             runtime(x)
-    return _Contender(engine, precision, runtime, peak_rss_mib(), {b: [] for b in batch_sizes})
+    peak = peak_rss_mib()
+    if None not in (peak, before, base_rss):
+        peak = base_rss + peak - before
+    return _Contender(engine, precision, runtime, peak, {b: [] for b in batch_sizes})
 
 
 def time_round_robin(
@@ -219,12 +238,15 @@ def measure_engines(
 
     info = model_info(name)
     model = create_model(name).eval()
+    base_rss = rss_mib()
     contenders = []
     for engine, precision in plan:
         log(f"{name} {engine} {precision}: build + warm-up")
         try:
             contenders.append(
-                _build_contender(model, name, engine, precision, batch_sizes, warmup, calib)
+                _build_contender(
+                    model, name, engine, precision, batch_sizes, warmup, calib, base_rss
+                )
             )
         except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
             log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
