@@ -15,7 +15,6 @@ published peak says little about a shared 2-core VM (its clocks, its neighbours)
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,14 +43,10 @@ class Limits:
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    fn()  # warm-up: thread pools started, pages touched
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    from res2net.bench.latency import time_calls
+
+    # Two warm-up calls: thread pools started, pages touched.
+    return statistics.median(time_calls(fn, 2, repeats)) / 1e3
 
 
 def gemm_rates_fp32(n: int = 2048, repeats: int = 7) -> dict[str, float]:
