@@ -128,8 +128,8 @@ def build_runtime(model: Any, name: str, engine: str, precision: str, calib: np.
     if precision == "int8":
         if engine not in INT8_ENGINES:
             raise ValueError(f"int8 is measured with {' and '.join(INT8_ENGINES)}, not {engine}")
-        from res2net.deploy.export import export_onnx
-        from res2net.deploy.int8 import quantize_onnx, quantize_openvino
+        from res2net.deploy.export import export_onnx_int8
+        from res2net.deploy.int8 import quantize_openvino
         from res2net.deploy.runtimes import convert_openvino, prepare_for_inference
 
         prepared = prepare_for_inference(model, channels_last=False)
@@ -137,8 +137,7 @@ def build_runtime(model: Any, name: str, engine: str, precision: str, calib: np.
         if engine == "openvino":
             return OpenVinoRuntime(quantize_openvino(convert_openvino(prepared), data))
         with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export_onnx(prepared, Path(tmp) / "fp32.onnx")
-            return OnnxRuntime(quantize_onnx(fp32, Path(tmp) / "int8.onnx", data), "cpu")
+            return OnnxRuntime(export_onnx_int8(prepared, Path(tmp) / "int8.onnx", data), "cpu")
     return create_runtime(model, engine)
 
 

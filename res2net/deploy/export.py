@@ -110,6 +110,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int = 224
     return path
 
 
+def export_onnx_int8(
+    model: nn.Module, path: str | os.PathLike, calibration: np.ndarray, input_size: int = 224
+) -> Path:
+    """Write ``model`` as an INT8 ONNX graph: FP32 export, then ONNX Runtime's quantizer."""
+    from res2net.deploy.int8 import quantize_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", input_size)
+        return quantize_onnx(fp32, path, calibration)
+
+
 def _export_file(module: nn.Module, fmt: str, path: Path, input_size: int) -> None:
     example = torch.zeros(2, 3, input_size, input_size)
     if fmt == "onnx":
@@ -174,11 +185,7 @@ def export_model(
     if fmt == "openvino":
         _export_openvino(module, path, side, int8_calibration)
     elif fmt == "onnx" and int8_calibration is not None:
-        from res2net.deploy.int8 import quantize_onnx
-
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export_onnx(module, Path(tmp) / "fp32.onnx", side)
-            quantize_onnx(fp32, path, int8_calibration)
+        export_onnx_int8(module, path, int8_calibration, side)
     else:
         _export_file(module, fmt, path, side)
     meta = {
