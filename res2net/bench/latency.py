@@ -211,9 +211,8 @@ def time_round_robin(
             for c in contenders:
                 left = iters - len(c.times[batch])
                 if left > 0:
-                    c.runtime(x)
                     call = lambda c=c, x=x: c.runtime(x)  # noqa: E731
-                    c.times[batch] += time_calls(call, 0, min(per_turn, left))
+                    c.times[batch] += time_calls(call, 1, min(per_turn, left))
 
 
 def measure_engines(
