@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from res2net.bench.latency import Measurement, markdown_table, plot, ratios, run_benchmark
+from res2net.bench.latency import (
+    Measurement,
+    markdown_table,
+    plot,
+    ratios,
+    run_benchmark,
+    to_json,
+)
 from res2net.cli import main
 
 
@@ -59,3 +66,76 @@ def test_engines_are_timed_in_turns():
     tags = [tag for tag, batch in calls if batch == 1]
     turns = [tags[i] for i in range(len(tags)) if i == 0 or tags[i] != tags[i - 1]]
     assert turns == ["a", "b"] * 10
+
+
+def test_what_is_measured_where():
+    """CPU: FP32 everywhere, BF16 in PyTorch, INT8 in the two quantized engines, the peers in
+    FP32. GPU: the PyTorch engines and timm eager at every precision, nothing CPU-only."""
+    from res2net.bench.latency import runs
+
+    assert runs("openvino", "fp32", "cpu") and runs("openvino", "int8", "cpu")
+    assert runs("fused", "bf16", "cpu") and not runs("fused", "fp16", "cpu")
+    assert not runs("fused", "int8", "cpu") and not runs("onnxruntime", "bf16", "cpu")
+    assert runs("paddle-inference", "fp32", "cpu") and not runs("paddle-inference", "bf16", "cpu")
+    assert runs("timm-eager", "bf16", "cpu") and runs("timm-eager", "fp16", "cuda")
+    assert runs("cudagraph", "fp16", "cuda") and not runs("openvino-plain", "fp32", "cuda")
+    assert not runs("openvino", "int8", "cuda") and not runs("tensorrt", "bf16", "cuda")
+
+
+def test_bench_runs_bf16_beside_the_peer_at_the_same_precision(capsys):
+    rows = run_benchmark(
+        ["Res2Net50_26w_4s"], ["fused", "onnxruntime"], [1], ["bf16"], warmup=0, iters=1
+    )
+    assert [(r.engine, r.precision, r.device) for r in rows] == [("fused", "bf16", "cpu")]
+    assert "skip onnxruntime bf16: not measured on cpu" in capsys.readouterr().err
+    peer = Measurement("Res2Net50_26w_4s", "timm-eager", "bf16", 1, 1e6, 1e6, 1e6, peer=True)
+    assert ratios([*rows, peer])[0].startswith("Res2Net50_26w_4s bs=1 bf16: fused")
+    # No FP32 peer is compared with a BF16 row.
+    fp32_peer = Measurement("Res2Net50_26w_4s", "timm-eager", "fp32", 1, 1, 1, 1, peer=True)
+    assert ratios([*rows, fp32_peer]) == []
+
+
+def test_gpu_rows_are_tabulated_with_card_memory():
+    rows = [
+        Measurement("Res2Net50_vd_26w_4s", "cudagraph", "fp16", 1, 0.734, 0.75, 0.734,
+                    device="cuda", peak_gpu_mib=210.5),
+        Measurement("Res2Net50_vd_26w_4s", "timm-eager", "fp16", 1, 4.21, 4.3, 4.21,
+                    peer=True, device="cuda", peak_gpu_mib=190.0),
+    ]  # fmt: skip
+    table = markdown_table(rows)
+    assert "Peak GPU memory (MiB)" in table and "| **0.73** | 210 |" in table
+    assert ratios(rows) == [
+        "Res2Net50_vd_26w_4s bs=1 fp16: cudagraph 0.734 ms vs timm-eager 4.210 ms = 5.74x faster"
+    ]
+
+
+def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path):
+    """benchmarks/gpu_latency.py is run once on a lent GPU machine; its plumbing (checks
+    against CPU eager, the JSON document, the section) is exercised here on the CPU."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_latency.py"
+    spec = importlib.util.spec_from_file_location("gpu_latency", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    checks = script.check_model("Res2Net50_26w_4s", "cpu", ["fused"], ["fp32", "fp16"])
+    assert [(c["engine"], c["precision"], c["ok"]) for c in checks] == [("fused", "fp32", True)]
+    assert 0 < checks[0]["rel_error"] <= 1e-4  # folded BN: not bit-identical, but close
+    rows = run_benchmark(["Res2Net50_26w_4s"], ["fused"], [1], warmup=0, iters=1)
+    document = {
+        "environment": script.environment("cpu"),
+        "warmup": 0,
+        "iters": 1,
+        "checks": checks,
+        "rows": json.loads(to_json(rows)),
+        "errors": ["Res2Net200_vd_26w_4s: RuntimeError: out of memory"],
+    }
+    script.write(tmp_path, document)
+    text = (tmp_path / "gpu_section.md").read_text()
+    assert "Correctness on the card (1 checks" in text and "all passed" in text
+    assert "| Res2Net50_26w_4s | fused | fp32 |" in text
+    assert "- not measured: Res2Net200_vd_26w_4s: RuntimeError: out of memory" in text
+    assert json.loads((tmp_path / "gpu_latency.json").read_text())["checks"] == checks

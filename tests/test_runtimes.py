@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import PHOTOS, assert_logits_match
 
-from res2net.deploy.runtimes import available_engines, create_runtime
+from res2net.deploy.runtimes import (
+    CudaGraphRuntime,
+    available_engines,
+    create_runtime,
+    engine_precisions,
+    ieee_fp32,
+)
 from res2net.models.registry import create_model
 
 NAME = "Res2Net50_vd_26w_4s"
@@ -51,3 +58,83 @@ def test_predictor_runs_on_openvino(paddle_reference):
     fast = Predictor(NAME, str(weights), engine="openvino", num_workers=0).predict(photos)
     assert [p.class_ids for p in fast] == [p.class_ids for p in eager]
     assert np.allclose([p.scores for p in fast], [p.scores for p in eager], atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["eager", "fused"])
+def test_bf16_keeps_the_answer(engine, vd50_with_reference):
+    """BF16 (8 mantissa bits) on the real reference: same top-1, logits within 3% of the
+    largest, and the caller's FP32 model is left as it was."""
+    model, batch, eager = vd50_with_reference
+    runtime = create_runtime(model, engine, precision="bf16")
+    out = runtime(batch)
+    assert out.dtype == np.float32 and runtime.precision == "bf16"
+    assert (out.argmax(1) == eager.argmax(1)).all()
+    assert np.abs(out - eager).max() <= 3e-2 * np.abs(eager).max()
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_precision_is_checked_per_engine():
+    model = create_model(NAME)
+    with pytest.raises(ValueError, match="engine 'eager' on cpu runs fp32, bf16, not 'fp16'"):
+        create_runtime(model, "eager", precision="fp16")
+    with pytest.raises(ValueError, match="engine 'onnxruntime' on cpu runs fp32, not 'bf16'"):
+        create_runtime(model, "onnxruntime", precision="bf16")
+    with pytest.raises(ValueError, match="runs fp32, bf16, not 'int4'"):
+        create_runtime(model, "fused", precision="int4")
+    assert engine_precisions("eager", "cuda") == ("fp32", "fp16", "bf16")
+    assert engine_precisions("tensorrt", "cuda") == ("fp32", "fp16")
+
+
+def test_gpu_engines_need_a_gpu():
+    model = create_model(NAME)
+    if not torch.cuda.is_available():
+        assert "cudagraph" not in available_engines("cpu")
+        with pytest.raises(ValueError, match="unavailable engine 'cudagraph' on cpu"):
+            create_runtime(model, "cudagraph")
+    with pytest.raises(ValueError, match="cudagraph engine needs a CUDA GPU"):
+        CudaGraphRuntime(model, "cpu")
+    # A CPU-only ONNX Runtime build must not be offered for cuda (it would run on the CPU).
+    import onnxruntime as ort
+
+    gpu_ort = "CUDAExecutionProvider" in ort.get_available_providers()
+    assert ("onnxruntime" in available_engines("cuda")) == gpu_ort
+    assert "openvino" not in available_engines("cuda")
+
+
+def test_ieee_fp32_switches_tf32_off_and_restores():
+    """FP32 rows on a GPU are IEEE FP32: the TF32 switches are off inside, restored after.
+    Setting them needs no GPU, so this runs everywhere."""
+    conv, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    new_api = hasattr(getattr(conv, "conv", None), "fp32_precision")
+
+    def state():
+        if new_api:
+            return conv.conv.fp32_precision, matmul.fp32_precision
+        return conv.allow_tf32, matmul.allow_tf32
+
+    before = state()
+    with ieee_fp32(torch.device("cuda")):
+        assert state() == (("ieee", "ieee") if new_api else (False, False))
+    assert state() == before
+    with ieee_fp32(torch.device("cpu")):
+        assert state() == before
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["eager", "fused", "cudagraph"])
+def test_gpu_engine_matches_cpu_eager(engine, vd50_with_reference):
+    """On a GPU: FP32 (IEEE) within 1e-4 with the same top-5, batch 2 and 1 (two CUDA
+    graphs); FP16 and BF16 keep the top-1."""
+    model, batch, eager = vd50_with_reference
+    runtime = create_runtime(model, engine, device="cuda")
+    assert_logits_match(runtime(batch), eager)
+    assert_logits_match(runtime(batch[1:]), eager[1:])
+    assert_logits_match(runtime(batch), eager)  # the first graph is replayed, not recaptured
+    for precision in ("fp16", "bf16"):
+        low = create_runtime(model, engine, device="cuda", precision=precision)(batch)
+        assert (low.argmax(1) == eager.argmax(1)).all()

@@ -5,6 +5,11 @@ For each model x engine x precision x batch size: build the runtime, warm it up,
 Optionally the same with image decoding + preprocessing included (real photos), and the
 peers in the same run: timm eager, a plain OpenVINO conversion (no rewrites, default
 settings) and Paddle Inference with oneDNN (run in the PaddleClas interpreter).
+
+On a GPU (``device="cuda"``) the batch lives on the card and each timed call ends with a
+``torch.cuda.synchronize()``: the time is the network's, without host-device copies
+(those are in the ``e2e`` column). The peer there is timm eager on the same card, at the
+same precision.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ TIMM_EQUIVALENT = {
     "Res2Net101_vd_26w_4s_ssld": "res2net101d",
 }
 PEERS = ("timm-eager", "openvino-plain", "paddle-inference")
+# Peers that run only on the CPU, in FP32.
+CPU_FP32_PEERS = ("openvino-plain", "paddle-inference")
 # Engines measured in INT8, each with its own quantizer (res2net.deploy.int8).
 INT8_ENGINES = ("openvino", "onnxruntime")
 PADDLE_SCRIPT = Path(__file__).with_name("paddle_inference_peer.py")
@@ -59,6 +66,9 @@ class Measurement:
     # Least possible time for this batch at the GEMM rate measured in the same run
     # (res2net.bench.limits); None unless the run measured limits.
     limit_ms: float | None = None
+    device: str = "cpu"
+    # torch.cuda.max_memory_allocated while building and warming up (GPU runs).
+    peak_gpu_mib: float | None = None
 
 
 def time_calls(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
@@ -103,20 +113,42 @@ def _random_batch(batch: int, side: int = 224) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((batch, 3, side, side), dtype=np.float32)
 
 
-def build_runtime(model: Any, name: str, engine: str, precision: str, calib: np.ndarray | None):
-    """A runtime of ``engine`` at ``precision``.
+def runs(engine: str, precision: str, device: str) -> bool:
+    """Whether the bench measures ``engine`` (ours or a peer) at ``precision`` on ``device``."""
+    from res2net.deploy.runtimes import engine_precisions
+
+    if engine in CPU_FP32_PEERS:
+        return device == "cpu" and precision == "fp32"
+    if precision == "int8":
+        return device == "cpu" and engine in INT8_ENGINES
+    return precision in engine_precisions("eager" if engine == "timm-eager" else engine, device)
+
+
+def build_runtime(
+    model: Any,
+    name: str,
+    engine: str,
+    precision: str,
+    calib: np.ndarray | None,
+    device: str = "cpu",
+):
+    """A runtime of ``engine`` at ``precision`` on ``device``.
 
     ``int8``: ``openvino`` quantized with NNCF, or ``onnxruntime`` with ONNX Runtime's
     quantizer, calibrated on ``calib`` (random noise when None: fine for timing only).
+
+    :raises ValueError: a combination the bench does not measure (:func:`runs`).
     """
     from res2net.deploy.runtimes import OnnxRuntime, OpenVinoRuntime, create_runtime
 
+    if not runs(engine, precision, device):
+        raise ValueError(f"{engine} is not measured at {precision} on {device}")
     if engine == "timm-eager":
         import timm
 
         from res2net.deploy.runtimes import EagerRuntime
 
-        return EagerRuntime(timm.create_model(TIMM_EQUIVALENT[name]))
+        return EagerRuntime(timm.create_model(TIMM_EQUIVALENT[name]), device, precision=precision)
     if engine == "openvino-plain":
         import openvino as ov
         import torch
@@ -138,7 +170,7 @@ def build_runtime(model: Any, name: str, engine: str, precision: str, calib: np.
             return OpenVinoRuntime(quantize_openvino(convert_openvino(prepared), data))
         with tempfile.TemporaryDirectory() as tmp:
             return OnnxRuntime(export_onnx_int8(prepared, Path(tmp) / "int8.onnx", data), "cpu")
-    return create_runtime(model, engine)
+    return create_runtime(model, engine, device=device, precision=precision)
 
 
 def _preprocess_fn(runtime, name: str, batch: int) -> Callable[[], Any]:
@@ -164,6 +196,26 @@ class _Contender:
     runtime: Any
     peak_rss_mib: float | None
     times: dict[int, list[float]]
+    device: str = "cpu"
+    peak_gpu_mib: float | None = None
+
+    def caller(self, x: np.ndarray) -> Callable[[], Any]:
+        """One timed call on ``x``: numpy in and out on the CPU (and for engines that only
+        take numpy); for the PyTorch engines on a GPU the batch is copied to the card once,
+        and the call waits for the card to finish."""
+        if not (self.device.startswith("cuda") and hasattr(self.runtime, "device_call")):
+            return lambda: self.runtime(x)
+        import torch
+
+        on_card = torch.from_numpy(x).to(self.device, self.runtime.dtype)
+        if getattr(self.runtime, "engine", "") != "eager":
+            on_card = on_card.contiguous(memory_format=torch.channels_last)
+
+        def call() -> None:
+            self.runtime.device_call(on_card)
+            torch.cuda.synchronize(self.device)
+
+        return call
 
 
 def _build_contender(
@@ -175,24 +227,36 @@ def _build_contender(
     warmup: int,
     calib: np.ndarray | None,
     base_rss: float | None = None,
+    device: str = "cpu",
 ) -> _Contender:
     """Build the runtime and warm it up at every batch size, measuring its peak memory.
 
     The engines built before this one stay resident (they are timed later, in turns), so
     the figure is ``base_rss`` (the process before any engine) plus this build's own rise:
-    the peak a process holding only this engine would reach.
+    the peak a process holding only this engine would reach. On a GPU, the card's peak
+    allocation during the build and warm-up is recorded too.
     """
+    gpu = device.startswith("cuda")
+    if gpu:
+        import torch
+
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     _reset_peak_rss()
     before = rss_mib()
-    runtime = build_runtime(model, name, engine, precision, calib)
+    runtime = build_runtime(model, name, engine, precision, calib, device)
+    contender = _Contender(engine, precision, runtime, None, {b: [] for b in batch_sizes}, device)
     for batch in batch_sizes:
-        x = _random_batch(batch)
+        call = contender.caller(_random_batch(batch))
         for _ in range(max(1, warmup)):
-            runtime(x)
+            call()
     peak = peak_rss_mib()
     if None not in (peak, before, base_rss):
         peak = base_rss + peak - before
-    return _Contender(engine, precision, runtime, peak, {b: [] for b in batch_sizes})
+    contender.peak_rss_mib = peak
+    if gpu:
+        contender.peak_gpu_mib = torch.cuda.max_memory_allocated(device) / 2**20
+    return contender
 
 
 def time_round_robin(
@@ -211,8 +275,7 @@ def time_round_robin(
             for c in contenders:
                 left = iters - len(c.times[batch])
                 if left > 0:
-                    call = lambda c=c, x=x: c.runtime(x)  # noqa: E731
-                    c.times[batch] += time_calls(call, 1, min(per_turn, left))
+                    c.times[batch] += time_calls(c.caller(x), 1, min(per_turn, left))
 
 
 def measure_engines(
@@ -224,6 +287,7 @@ def measure_engines(
     iters: int = 50,
     with_preprocess: bool = False,
     calib: np.ndarray | None = None,
+    device: str = "cpu",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[Measurement]:
     """Latency rows of one model in each (engine, precision) of ``plan``, timed together.
@@ -243,7 +307,7 @@ def measure_engines(
         try:
             contenders.append(
                 _build_contender(
-                    model, name, engine, precision, batch_sizes, warmup, calib, base_rss
+                    model, name, engine, precision, batch_sizes, warmup, calib, base_rss, device
                 )
             )
         except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
@@ -256,14 +320,15 @@ def measure_engines(
             times = c.times[batch]
             median = statistics.median(times)
             row = Measurement(
-                name, c.engine, c.precision, batch, round(median, 2),
-                round(float(np.percentile(times, 90)), 2), round(median / batch, 2),
+                name, c.engine, c.precision, batch, round(median, 3),
+                round(float(np.percentile(times, 90)), 3), round(median / batch, 3),
                 peak_rss_mib=c.peak_rss_mib, gflops=info["gflops"],
-                top1=info["published"]["top1"], peer=c.engine in PEERS,
+                top1=info["published"]["top1"], peer=c.engine in PEERS, device=device,
+                peak_gpu_mib=None if c.peak_gpu_mib is None else round(c.peak_gpu_mib, 1),
             )  # fmt: skip
             if with_preprocess:
                 e2e = time_calls(_preprocess_fn(c.runtime, name, batch), 2, max(5, iters // 5))
-                row.with_preprocess_ms = round(statistics.median(e2e), 2)
+                row.with_preprocess_ms = round(statistics.median(e2e), 3)
             rows.append(row)
     return rows
 
@@ -320,38 +385,48 @@ def run_benchmark(
     iters: int = 50,
     calib: np.ndarray | None = None,
     limits: Any = None,
+    device: str = "cpu",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[Measurement]:
     """Measure every model x engine x precision x batch size (and the peers with ``compare``).
 
-    :param engines: default: every available engine except plain ``eager`` duplicates.
+    :param engines: default: every engine available on ``device`` (on the CPU without
+        ``tensorrt``).
     :param limits: a :class:`res2net.bench.limits.Limits` measured in this run; fills each
-        row's ``limit_ms``.
-    :param precisions: ``fp32`` (every engine), ``int8`` (:data:`INT8_ENGINES`); others skipped
-        with a message.
+        CPU row's ``limit_ms``.
+    :param precisions: ``fp32`` (every engine), ``bf16`` (the PyTorch engines), ``fp16``
+        (the PyTorch engines on a GPU), ``int8`` (:data:`INT8_ENGINES`, CPU); a combination
+        not measured (:func:`runs`) is skipped with a message.
+    :param device: ``"cpu"`` or ``"cuda"``; on a GPU the peer is timm eager at every
+        precision, on the CPU all of :data:`PEERS` in FP32.
     """
     from res2net.deploy.runtimes import available_engines
 
-    engines = list(engines or [e for e in available_engines() if e != "tensorrt"])
+    engines = list(engines or [e for e in available_engines(device) if e != "tensorrt"])
+    if device.startswith("cuda"):
+        import torch
+
+        # cuDNN picks its fastest kernels for every engine, not only for those that ask.
+        torch.backends.cudnn.benchmark = True
     rows: list[Measurement] = []
     for name in models:
         plan = [(e, p) for p in precisions for e in engines]
         if compare:
-            plan += [(peer, "fp32") for peer in PEERS]
+            plan += [(peer, p) for p in precisions for peer in PEERS]
         chosen = []
         for engine, precision in plan:
-            if precision == "int8" and engine not in INT8_ENGINES:
-                continue
-            if precision not in ("fp32", "int8"):
-                log(f"skip {precision}: only fp32 and int8 are measured on CPU")
-                continue
             if engine == "timm-eager" and name not in TIMM_EQUIVALENT:
+                continue
+            if not runs(engine, precision, device):
+                # Peers and INT8 are measured where they exist; say so for the rest.
+                if engine not in PEERS and precision != "int8":
+                    log(f"skip {engine} {precision}: not measured on {device}")
                 continue
             chosen.append((engine, precision))
         in_process = [(e, p) for e, p in chosen if e != "paddle-inference"]
         rows += measure_engines(
             name, in_process, batch_sizes, warmup=warmup, iters=iters,
-            with_preprocess=with_preprocess, calib=calib, log=log,
+            with_preprocess=with_preprocess, calib=calib, device=device, log=log,
         )  # fmt: skip
         if ("paddle-inference", "fp32") in chosen:
             # Another interpreter (PaddleClas's venv), so it runs after ours, not in turns.
@@ -364,6 +439,8 @@ def run_benchmark(
         from res2net.models.registry import model_info
 
         for row in rows:
+            if row.device != "cpu":
+                continue
             row.gflops = row.gflops or model_info(row.model)["gflops"]
             floor = limits.floor_ms(row.gflops, row.batch, row.precision)
             row.limit_ms = None if floor is None else round(floor, 2)
@@ -380,6 +457,11 @@ def fastest(rows: Sequence[Measurement]) -> dict[tuple[str, str, int], str]:
     return {key: row.engine for key, row in best.items()}
 
 
+def _ms(value: float) -> str:
+    """A latency for the table: 0.1 ms resolution, 0.01 ms below 10 ms (GPU figures)."""
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
 def markdown_table(rows: Sequence[Measurement]) -> str:
     """PaddleClas's latency-table layout: one line per model/engine/precision, ms per batch.
 
@@ -387,7 +469,9 @@ def markdown_table(rows: Sequence[Measurement]) -> str:
     """
     sizes = sorted({r.batch for r in rows})
     marks = fastest(rows)
-    head = ["Model", "Engine", "Precision", *[f"bs={b} (ms)" for b in sizes], "Peak RSS (MiB)"]
+    on_gpu = bool(rows) and all(r.device != "cpu" for r in rows)
+    memory = "Peak GPU memory (MiB)" if on_gpu else "Peak RSS (MiB)"
+    head = ["Model", "Engine", "Precision", *[f"bs={b} (ms)" for b in sizes], memory]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups: dict[tuple[str, str, str], dict[int, Measurement]] = {}
     for r in rows:
@@ -396,13 +480,14 @@ def markdown_table(rows: Sequence[Measurement]) -> str:
         cells = []
         for b in sizes:
             r = by_batch.get(b)
-            text = "" if r is None else f"{r.median_ms:.1f}"
+            text = "" if r is None else _ms(r.median_ms)
             if r is not None and r.with_preprocess_ms is not None:
-                text += f" ({r.with_preprocess_ms:.1f} e2e)"
+                text += f" ({_ms(r.with_preprocess_ms)} e2e)"
             if r is not None and marks.get((model, precision, b)) == engine:
                 text = f"**{text}**"
             cells.append(text)
-        peaks = [r.peak_rss_mib for r in by_batch.values() if r.peak_rss_mib is not None]
+        peaks = [r.peak_gpu_mib if on_gpu else r.peak_rss_mib for r in by_batch.values()]
+        peaks = [p for p in peaks if p is not None]
         label = f"{engine} (peer)" if engine in PEERS else engine
         peak = f"{max(peaks):.0f}" if peaks else ""
         lines.append("| " + " | ".join([model, label, precision, *cells, peak]) + " |")
@@ -410,20 +495,22 @@ def markdown_table(rows: Sequence[Measurement]) -> str:
 
 
 def ratios(rows: Sequence[Measurement]) -> list[str]:
-    """Lines "peer / our fastest" per model, precision fp32 and batch size."""
+    """Lines "peer / our fastest" per model, precision and batch size (peers measured at
+    that precision: FP32 on the CPU, every precision on a GPU)."""
     marks = fastest(rows)
     index = {(r.model, r.engine, r.precision, r.batch): r for r in rows}
     out = []
     for (model, precision, batch), engine in sorted(marks.items()):
         ours = index[(model, engine, precision, batch)]
         for peer in PEERS:
-            other = index.get((model, peer, "fp32", batch))
-            if other is not None and precision == "fp32":
+            other = index.get((model, peer, precision, batch))
+            if other is not None:
                 ratio = other.median_ms / ours.median_ms
                 verdict = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+                digits = 1 if ours.median_ms >= 10 else 3
                 out.append(
-                    f"{model} bs={batch}: {engine} {ours.median_ms:.1f} ms vs {peer} "
-                    f"{other.median_ms:.1f} ms = {verdict}"
+                    f"{model} bs={batch} {precision}: {engine} {ours.median_ms:.{digits}f} ms vs "
+                    f"{peer} {other.median_ms:.{digits}f} ms = {verdict}"
                 )
     return out
 
@@ -467,7 +554,8 @@ def plot(rows: Sequence[Measurement], path: str | os.PathLike, batch: int = 1) -
     for ax in (left, right):
         ax.grid(alpha=0.3)
     left.legend(fontsize=7)
-    fig.suptitle("Res2Net CPU latency (random 224 input, median after warm-up)")
+    where = "GPU" if chosen and all(r.device != "cpu" for r in chosen) else "CPU"
+    fig.suptitle(f"Res2Net {where} latency (random 224 input, median after warm-up)")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -20,7 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=_csv, default=["Res2Net50_vd_26w_4s"], help="NAME[,NAME...]")
     p.add_argument("--engine", type=_csv, help="E[,E...] (default: every available engine)")
     p.add_argument("--batch-sizes", type=lambda s: [int(b) for b in _csv(s)], default=[1, 4, 8])
-    p.add_argument("--precision", type=_csv, default=["fp32"], help="fp32[,int8]")
+    p.add_argument(
+        "--precision",
+        type=_csv,
+        default=["fp32"],
+        help="fp32,bf16,int8 on cpu; fp32,fp16,bf16 on cuda (default fp32)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda: on cuda the batch stays on the card and the peer is timm eager",
+    )
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50, help="timed runs per batch size")
     p.add_argument("--calib", nargs="+", help="images/folders to calibrate int8 (default: noise)")
@@ -46,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
         to_json,
     )
 
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: no CUDA GPU is usable here; use cpu")
+        if args.limits:
+            raise ValueError("--limits measures CPU GEMM rates; leave it out with --device cuda")
     calib = None
     if args.calib:
         from res2net.deploy.int8 import load_calibration
@@ -60,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     rows = run_benchmark(
         args.model, args.engine, args.batch_sizes, args.precision, compare=args.compare,
         with_preprocess=args.with_preprocess, warmup=args.warmup, iters=args.iters, calib=calib,
-        limits=limits,
+        limits=limits, device=args.device,
     )  # fmt: skip
     if not rows:
         raise RuntimeError("nothing was measured (see the messages above)")

@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, default=2, help="decoding threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--engine", default="eager", help="runtime (default eager)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="network dtype for the PyTorch engines (fp16: GPU only; default fp32)",
+    )
     p.add_argument("--labels", help="label file: one name per line, or PaddleClas 'id name'")
     p.add_argument("--num-classes", type=int, help="classifier size (default: from labels, 1000)")
     p.add_argument(
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         weights,
         engine=args.engine,
         device=args.device,
+        precision=args.precision,
         topk=args.topk,
         batch_size=args.batch_size,
         num_workers=args.num_workers,

@@ -110,6 +110,8 @@ class Predictor:
         ``None``/``False`` for random weights (only useful for testing and timing).
     :param engine: runtime name (``res2net.deploy.runtimes.available_engines()``).
     :param device: ``"cpu"`` or ``"cuda"``.
+    :param precision: ``"fp32"``, ``"bf16"``, or ``"fp16"`` on a GPU (PyTorch engines; see
+        ``res2net.deploy.runtimes.engine_precisions``).
     :param topk: classes reported per image.
     :param batch_size: images per model call.
     :param num_workers: decoding/preprocessing threads (0: decode in the calling thread).
@@ -125,6 +127,7 @@ class Predictor:
         *,
         engine: str = "eager",
         device: str = "cpu",
+        precision: str = "fp32",
         topk: int = 5,
         batch_size: int = 8,
         num_workers: int = 2,
@@ -159,7 +162,7 @@ class Predictor:
         self.num_workers = num_workers
         self.max_pixels = max_pixels
         self.weights = weights if weights else None
-        self.runtime = create_runtime(network.eval(), engine, device=device)
+        self.runtime = create_runtime(network.eval(), engine, device=device, precision=precision)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N x classes, float32) of an already preprocessed N x 3 x H x W batch."""

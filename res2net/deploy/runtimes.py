@@ -7,15 +7,24 @@ predictor, the server and the benchmark never care which engine runs underneath.
 Engines: ``eager`` (plain PyTorch, the numerical reference), ``fused`` (eager on the
 rewritten network of :mod:`res2net.deploy.fuse`), ``compile`` (``torch.compile`` of the
 rewritten network), ``onnxruntime`` and ``openvino`` (the rewritten network converted in
-memory), and ``tensorrt`` (through ``torch_tensorrt``, only where it and a GPU exist).
+memory), ``cudagraph`` (the rewritten network replayed as one CUDA graph per input shape,
+GPU only) and ``tensorrt`` (through ``torch_tensorrt``, only where it and a GPU exist).
 :func:`res2net.deploy.export.load_exported` runs exported files in the same engines.
+
+Precision: the PyTorch engines run ``fp32``, ``fp16`` or ``bf16`` (:data:`PRECISIONS`;
+fp16 on a GPU only); ONNX Runtime and OpenVINO run FP32 here and INT8 through
+:mod:`res2net.deploy.int8`. On a GPU, ``fp32`` means IEEE FP32: TF32 is switched off while
+those engines run, so an FP32 row is not a TF32 row in disguise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +43,48 @@ class Runtime(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a preprocessed float32 N x 3 x H x W batch."""
         ...
+
+
+# Precision name -> the dtype the PyTorch engines run the network in.
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+
+def _dtype(precision: str, device: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ValueError("fp16 runs on a GPU (device='cuda'); on the CPU use bf16 or fp32")
+    return PRECISIONS[precision]
+
+
+@contextlib.contextmanager
+def ieee_fp32(device: torch.device) -> Iterator[None]:
+    """Within: cuDNN convolutions and CUDA matmuls in IEEE FP32, not TF32 (no-op on CPU).
+
+    PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later GPUs, which
+    keeps only 10 mantissa bits. Uses the ``fp32_precision`` settings where PyTorch has
+    them (mixing them with the older ``allow_tf32`` flags is an error there).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    conv, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(getattr(conv, "conv", None), "fp32_precision"):
+        targets = [(conv.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
+    else:
+        targets = [(conv, "allow_tf32", False), (matmul, "allow_tf32", False)]
+    saved = [getattr(obj, attr) for obj, attr, _ in targets]
+    try:
+        for obj, attr, value in targets:
+            setattr(obj, attr, value)
+        yield
+    finally:
+        for (obj, attr, _), value in zip(targets, saved, strict=True):
+            setattr(obj, attr, value)
 
 
 def _as_float32(batch: np.ndarray) -> np.ndarray:
@@ -61,29 +112,65 @@ def prepare_for_inference(model: nn.Module, *, channels_last: bool = True) -> nn
 
 
 class EagerRuntime:
-    """Plain PyTorch eager execution (the numerical reference for every other engine)."""
+    """Plain PyTorch eager execution (the numerical reference for every other engine).
+
+    :param precision: ``"fp32"``, ``"fp16"`` (GPU) or ``"bf16"``: the dtype of the weights
+        and activations; logits come back as float32.
+    """
 
     engine = "eager"
 
-    def __init__(self, model: nn.Module, device: str = "cpu", *, set_eval: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str = "cpu",
+        *,
+        set_eval: bool = True,
+        precision: str = "fp32",
+    ) -> None:
         self.device = torch.device(device)
-        self.model = (model.eval() if set_eval else model).to(self.device)
+        self.precision = precision
+        self.dtype = _dtype(precision, device)
+        self.model = self._network(model, set_eval).to(self.device, self.dtype)
+
+    def _network(self, model: nn.Module, set_eval: bool) -> nn.Module:
+        """The module this runtime runs; a copy when the cast would change the caller's."""
+        if set_eval:
+            model = model.eval()
+        if self.dtype != torch.float32:
+            model = copy.deepcopy(model)
+        return model
 
     def _input(self, batch: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(_as_float32(batch)).to(self.device)
+        return torch.from_numpy(_as_float32(batch)).to(self.device, self.dtype)
 
-    @torch.inference_mode()
+    def device_call(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch already on the device in the runtime's dtype (no copies).
+
+        On a GPU this returns before the work is done (CUDA is asynchronous): synchronize
+        before reading a clock.
+        """
+        with torch.inference_mode(), ieee_fp32(self.device):
+            return self.model(x)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.model(self._input(batch)).float().cpu().numpy()
+        return self.device_call(self._input(batch)).float().cpu().numpy()
 
 
 class FusedRuntime(EagerRuntime):
-    """Eager PyTorch on the BN-folded, branch-grouped, channels_last network."""
+    """Eager PyTorch on the BN-folded, branch-grouped, channels_last network.
+
+    BatchNorm is folded in FP32 before the cast to ``precision``.
+    """
 
     engine = "fused"
 
-    def __init__(self, model: nn.Module, device: str = "cpu") -> None:
-        super().__init__(prepare_for_inference(model), device)
+    def __init__(self, model: nn.Module, device: str = "cpu", *, precision: str = "fp32") -> None:
+        super().__init__(model, device, precision=precision)
+
+    def _network(self, model: nn.Module, set_eval: bool) -> nn.Module:
+        prepared = prepare_for_inference(model)  # a copy, unless there was nothing to fuse
+        return super()._network(prepared, False) if prepared is model else prepared
 
     def _input(self, batch: np.ndarray) -> torch.Tensor:
         return super()._input(batch).contiguous(memory_format=torch.channels_last)
@@ -94,10 +181,53 @@ class CompileRuntime(FusedRuntime):
 
     engine = "compile"
 
-    def __init__(self, model: nn.Module, device: str = "cpu") -> None:
-        super().__init__(model, device)
+    def __init__(self, model: nn.Module, device: str = "cpu", *, precision: str = "fp32") -> None:
+        super().__init__(model, device, precision=precision)
         # dynamic=False: one specialised graph per input shape, the fastest for fixed crops.
         self.model = torch.compile(self.model, dynamic=False)
+
+
+class CudaGraphRuntime(FusedRuntime):
+    """The rewritten network captured as one CUDA graph per input shape, then replayed.
+
+    At batch 1 a Res2Net-50 is a chain of about 170 small kernels; launching them one by
+    one from Python costs more than running them. A graph replays the whole chain with one
+    launch. The first call of each shape lets cuDNN pick its fastest kernels (a few warm-up
+    runs on a side stream, ``cudnn.benchmark`` on), then captures. GPU only.
+    """
+
+    engine = "cudagraph"
+
+    def __init__(self, model: nn.Module, device: str = "cuda", *, precision: str = "fp32") -> None:
+        if not (device.startswith("cuda") and torch.cuda.is_available()):
+            raise ValueError("the cudagraph engine needs a CUDA GPU (device='cuda')")
+        super().__init__(model, device, precision=precision)
+        torch.backends.cudnn.benchmark = True
+        self._graphs: dict[tuple[int, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
+
+    def _capture(self, shape: tuple[int, ...]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        static_in = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        static_in = static_in.contiguous(memory_format=torch.channels_last)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.no_grad(), ieee_fp32(self.device), torch.cuda.stream(side):
+            for _ in range(3):  # cuDNN autotuning and lazy initialisation, outside the graph
+                self.model(static_in)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), ieee_fp32(self.device), torch.cuda.graph(graph):
+            static_out = self.model(static_in)
+        return graph, static_in, static_out
+
+    def device_call(self, x: torch.Tensor) -> torch.Tensor:
+        """Replay the graph of ``x``'s shape; the result is overwritten by the next call."""
+        key = tuple(x.shape)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(key)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
 
 
 def batch_dynamic_program(model: nn.Module, side: int) -> torch.export.ExportedProgram:
@@ -235,18 +365,20 @@ class TensorRtRuntime(FusedRuntime):
 
     engine = "tensorrt"
 
-    def __init__(self, model: nn.Module, device: str = "cuda", precision: str = "fp32") -> None:
+    def __init__(self, model: nn.Module, device: str = "cuda", *, precision: str = "fp32") -> None:
         import torch_tensorrt
 
         if not device.startswith("cuda"):
             raise ValueError("the tensorrt engine needs device='cuda'")
-        super().__init__(model, device)
-        dtype = torch.half if precision == "fp16" else torch.float32
+        super().__init__(model, device, precision=precision)
         spec = torch_tensorrt.Input(
-            min_shape=(1, 3, 224, 224), opt_shape=(8, 3, 224, 224), max_shape=(64, 3, 224, 224)
+            min_shape=(1, 3, 224, 224),
+            opt_shape=(8, 3, 224, 224),
+            max_shape=(64, 3, 224, 224),
+            dtype=self.dtype,
         )
         self.model = torch_tensorrt.compile(
-            self.model, ir="dynamo", inputs=[spec], enabled_precisions={dtype}
+            self.model, ir="dynamo", inputs=[spec], enabled_precisions={self.dtype}
         )
 
 
@@ -256,8 +388,15 @@ ENGINES: dict[str, type] = {
     "compile": CompileRuntime,
     "onnxruntime": OnnxRuntime,
     "openvino": OpenVinoRuntime,
+    "cudagraph": CudaGraphRuntime,
     "tensorrt": TensorRtRuntime,
 }
+# Engines that run the network in PyTorch dtypes (every precision of PRECISIONS).
+TORCH_ENGINES = ("eager", "fused", "compile", "cudagraph", "tensorrt")
+# Engines that need a CUDA GPU.
+GPU_ONLY = ("cudagraph", "tensorrt")
+# Engines whose CPU build would silently run on the CPU when asked for "cuda".
+_CPU_LIBRARIES = ("onnxruntime", "openvino")
 # The Python package each optional engine needs.
 _ENGINE_PACKAGES = {
     "onnxruntime": "onnxruntime",
@@ -273,19 +412,46 @@ def available_engines(device: str = "cpu") -> list[str]:
         package = _ENGINE_PACKAGES.get(name)
         if package and importlib.util.find_spec(package) is None:
             continue
-        if name == "tensorrt" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        if name in GPU_ONLY and not (device.startswith("cuda") and torch.cuda.is_available()):
+            continue
+        if device.startswith("cuda") and name in _CPU_LIBRARIES and not _on_gpu(name):
             continue
         names.append(name)
     return names
 
 
-def create_runtime(model: nn.Module, engine: str = "eager", *, device: str = "cpu") -> Runtime:
+def _on_gpu(name: str) -> bool:
+    """Whether the installed build of an ONNX Runtime / OpenVINO can use a CUDA GPU."""
+    if name == "onnxruntime":
+        import onnxruntime as ort
+
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+    return False  # OpenVINO runs on Intel GPUs, not CUDA ones
+
+
+def engine_precisions(engine: str, device: str = "cpu") -> tuple[str, ...]:
+    """The precisions ``create_runtime`` accepts for ``engine`` on ``device``.
+
+    INT8 is not among them: it needs calibration data (:mod:`res2net.deploy.int8`).
+    """
+    if engine == "tensorrt":
+        return ("fp32", "fp16")
+    if engine in TORCH_ENGINES:
+        return ("fp32", "fp16", "bf16") if device.startswith("cuda") else ("fp32", "bf16")
+    return ("fp32",)
+
+
+def create_runtime(
+    model: nn.Module, engine: str = "eager", *, device: str = "cpu", precision: str = "fp32"
+) -> Runtime:
     """Wrap a (weights-loaded) model in the named engine.
 
     :param model: the PyTorch model; engines other than ``eager`` run a rewritten copy.
     :param engine: one of :data:`ENGINES` (see the module docstring).
     :param device: ``"cpu"`` or ``"cuda"``.
-    :raises ValueError: unknown or unavailable engine, naming the available ones.
+    :param precision: one of :func:`engine_precisions` for this engine and device.
+    :raises ValueError: unknown or unavailable engine, naming the available ones; a
+        precision the engine does not run, naming those it does.
     """
     if engine not in available_engines(device):
         known = "unknown" if engine not in ENGINES else "unavailable"
@@ -293,4 +459,11 @@ def create_runtime(model: nn.Module, engine: str = "eager", *, device: str = "cp
             f"{known} engine {engine!r} on {device}; available: "
             f"{', '.join(available_engines(device))}"
         )
+    allowed = engine_precisions(engine, device)
+    if precision not in allowed:
+        raise ValueError(
+            f"engine {engine!r} on {device} runs {', '.join(allowed)}, not {precision!r}"
+        )
+    if engine in TORCH_ENGINES:
+        return ENGINES[engine](model, device=device, precision=precision)
     return ENGINES[engine](model, device=device)
