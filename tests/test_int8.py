@@ -82,3 +82,21 @@ def test_vnni_detection_reads_the_flags_line(tmp_path):
     info.write_text("flags\t\t: avx2 avx_vnni\n")
     assert cpu_has_vnni(info)
     assert not cpu_has_vnni(tmp_path / "missing")
+
+
+def test_onnx_calibration_of_the_wrong_shape_is_named(tmp_path):
+    """Calibration images preprocessed for another input size are refused up front, naming
+    the model file and both shapes, instead of failing inside ONNX Runtime's calibrator."""
+    from res2net.deploy.export import export_onnx
+    from res2net.deploy.int8 import quantize_onnx
+    from res2net.models.res2net import Res2Net, Res2NetConfig
+
+    model = Res2Net(Res2NetConfig(depth=50, width=4, scales=4), num_classes=10)
+    source = export_onnx(model, tmp_path / "tiny.onnx", input_size=32)
+    wrong = np.zeros((2, 3, 224, 224), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"2 x 3 x 224 x 224 does not fit the input 'input'.*"
+                       r"tiny\.onnx \(N x 3 x 32 x 32\)"):  # fmt: skip
+        quantize_onnx(source, tmp_path / "int8.onnx", wrong)
+    assert not (tmp_path / "int8.onnx").exists()
+    out = quantize_onnx(source, tmp_path / "int8.onnx", np.zeros((2, 3, 32, 32), np.float32))
+    assert out.stat().st_size > 0

@@ -89,7 +89,8 @@ def quantize_onnx(
 
     :param reduce_range: quantize weights to 7 bits, avoiding ``vpmaddubsw`` saturation on
         CPUs without VNNI (ONNX Runtime's advice). Default: ``not cpu_has_vnni()``.
-    :raises ValueError: an empty calibration set, or one whose shape the model rejects.
+    :raises ValueError: an empty calibration set, or one whose shape does not fit the
+        model's input (both shapes and the file are named).
     """
     import onnx
     from onnxruntime.quantization import (
@@ -103,7 +104,18 @@ def quantize_onnx(
     if len(calibration) == 0:
         raise ValueError("quantize_onnx needs at least one calibration image")
     source, output = Path(source), Path(output)
-    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
+    graph_input = onnx.load(str(source), load_external_data=False).graph.input[0]
+    input_name = graph_input.name
+    # Fixed dimensions of the model's input (0 for a dynamic one, such as the batch).
+    dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    shape = tuple(calibration.shape)
+    if len(shape) != len(dims) or any(d and d != n for d, n in zip(dims[1:], shape[1:])):
+        expected = " x ".join(str(d) if d else "N" for d in dims)
+        raise ValueError(
+            f"calibration batch of shape {' x '.join(map(str, shape))} does not fit the input "
+            f"{input_name!r} of {source} ({expected}); preprocess the calibration images with "
+            "the model's own preprocessing (res2net.deploy.int8.load_calibration)"
+        )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
