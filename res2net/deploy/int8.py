@@ -109,7 +109,9 @@ def quantize_onnx(
     # Fixed dimensions of the model's input (0 for a dynamic one, such as the batch).
     dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
     shape = tuple(calibration.shape)
-    if len(shape) != len(dims) or any(d and d != n for d, n in zip(dims[1:], shape[1:])):
+    if len(shape) != len(dims) or any(
+        d and d != n for d, n in zip(dims[1:], shape[1:], strict=True)
+    ):
         expected = " x ".join(str(d) if d else "N" for d in dims)
         raise ValueError(
             f"calibration batch of shape {' x '.join(map(str, shape))} does not fit the input "
