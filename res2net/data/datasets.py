@@ -150,8 +150,8 @@ def train_transform(
     """PaddleClas's ImageNet train augmentation (REFERENCE.md §5) with torchvision.
 
     Random resized crop (bilinear) and an optional horizontal flip, then x/255 and
-    per-channel normalization. Its randomness comes from torch's global generator, which
-    training checkpoints save and restore.
+    per-channel normalization. Its randomness comes from torch's global generator; the
+    trainer seeds that generator for each sample (``res2net.engine.train.SeededSamples``).
     """
     from torchvision import transforms as T
 

@@ -159,7 +159,9 @@ class ResumableSampler(Sampler[int]):
     indices of this rank's share: that is how a resumed run continues mid-epoch exactly.
 
     Training pads the order to a multiple of ``w`` (every rank runs the same number of
-    steps); evaluation does not (each image counted once).
+    steps); evaluation does not (each image counted once). With ``seeded`` it yields
+    ``(index, sample_seed)`` pairs for :class:`SeededSamples`: the seed is a function of
+    (``seed``, epoch, index) alone.
     """
 
     def __init__(
@@ -171,9 +173,10 @@ class ResumableSampler(Sampler[int]):
         rank: int = 0,
         world: int = 1,
         pad: bool = True,
+        seeded: bool = False,
     ) -> None:
         self.size, self.shuffle, self.seed = size, shuffle, seed
-        self.rank, self.world, self.pad = rank, world, pad
+        self.rank, self.world, self.pad, self.seeded = rank, world, pad, seeded
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -190,10 +193,40 @@ class ResumableSampler(Sampler[int]):
         return order[self.rank :: self.world]
 
     def __iter__(self):
-        return iter(self._indices()[self.skip :])
+        indices = self._indices()[self.skip :]
+        if not self.seeded:
+            return iter(indices)
+        return iter((i, sample_seed(self.seed, self.epoch, i)) for i in indices)
 
     def __len__(self) -> int:
         return len(self._indices()) - self.skip
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's augmentation in one epoch (64 bits, well mixed)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0])
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """``dataset[index]`` with torch's generator seeded by the sampler's ``sample_seed``.
+
+    A sample's random crop and flip then depend on (seed, epoch, index) alone: not on
+    which worker process decodes it, how many workers there are, how many samples that
+    worker decoded before, the number of training processes, or whether the run was
+    resumed mid-epoch. The caller's generator state is left as it was.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
 
 
 def _data(cfg: Config, ctx: _Dist, device: torch.device):
@@ -226,7 +259,12 @@ def _data(cfg: Config, ctx: _Dist, device: torch.device):
             f"{bs} x {ctx.world} processes; lower train.batch_size"
         )
     train_sampler = ResumableSampler(
-        len(train_set), shuffle=True, seed=cfg.train.seed, rank=ctx.rank, world=ctx.world
+        len(train_set),
+        shuffle=True,
+        seed=cfg.train.seed,
+        rank=ctx.rank,
+        world=ctx.world,
+        seeded=True,
     )
     val_sampler = ResumableSampler(
         len(val_set), shuffle=False, seed=0, rank=ctx.rank, world=ctx.world, pad=False
@@ -240,7 +278,9 @@ def _data(cfg: Config, ctx: _Dist, device: torch.device):
         # whose state the checkpoints restore (else a resumed run would diverge).
         "generator": torch.Generator().manual_seed(cfg.train.seed),
     }
-    train_loader = DataLoader(train_set, bs, sampler=train_sampler, drop_last=True, **common)
+    train_loader = DataLoader(
+        SeededSamples(train_set), bs, sampler=train_sampler, drop_last=True, **common
+    )
     val_loader = DataLoader(val_set, bs, sampler=val_sampler, **common)
     return train_loader, val_loader, train_sampler, train_set
 
@@ -356,7 +396,8 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     teacher = _build_teacher(cfg, device)
-    _seed_everything(t.seed + ctx.rank)  # different augmentation on every rank
+    # Mixup/CutMix draws differ per rank; crops and flips are seeded per sample (SeededSamples).
+    _seed_everything(t.seed + ctx.rank)
     train_loader, val_loader, sampler, train_set = _data(cfg, ctx, device)
     optimizer = _optimizer(model, cfg)
     amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
