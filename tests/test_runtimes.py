@@ -105,19 +105,29 @@ def test_gpu_engines_need_a_gpu():
 def test_ieee_fp32_switches_tf32_off_and_restores():
     """FP32 rows on a GPU are IEEE FP32: the TF32 switches are off inside, restored after.
     Setting them needs no GPU, so this runs everywhere."""
-    conv, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    new_api = hasattr(getattr(conv, "conv", None), "fp32_precision")
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
 
     def state():
-        if new_api:
-            return conv.conv.fp32_precision, matmul.fp32_precision
-        return conv.allow_tf32, matmul.allow_tf32
+        return cudnn.allow_tf32, matmul.allow_tf32
 
     before = state()
     with ieee_fp32(torch.device("cuda")):
-        assert state() == (("ieee", "ieee") if new_api else (False, False))
+        assert state() == (False, False)
     assert state() == before
     with ieee_fp32(torch.device("cpu")):
+        assert state() == before
+    if hasattr(getattr(cudnn, "conv", None), "fp32_precision"):
+        # A caller on PyTorch's newer settings: those are switched instead (reading the old
+        # ones would raise), and restored.
+        saved = cudnn.conv.fp32_precision
+        try:
+            cudnn.conv.fp32_precision = "tf32"
+            cudnn.rnn.fp32_precision = "ieee"
+            with ieee_fp32(torch.device("cuda")):
+                assert cudnn.conv.fp32_precision == "ieee" == matmul.fp32_precision
+            assert cudnn.conv.fp32_precision == "tf32"
+        finally:
+            cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = saved
         assert state() == before
 
 

@@ -66,18 +66,20 @@ def ieee_fp32(device: torch.device) -> Iterator[None]:
     """Within: cuDNN convolutions and CUDA matmuls in IEEE FP32, not TF32 (no-op on CPU).
 
     PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later GPUs, which
-    keeps only 10 mantissa bits. Uses the ``fp32_precision`` settings where PyTorch has
-    them (mixing them with the older ``allow_tf32`` flags is an error there).
+    keeps only 10 mantissa bits. Sets the ``allow_tf32`` switches, which every PyTorch
+    release reads; where the caller already uses the newer ``fp32_precision`` settings
+    (reading the old switches is then an error), those are set instead.
     """
     if device.type != "cuda":
         yield
         return
-    conv, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    if hasattr(getattr(conv, "conv", None), "fp32_precision"):
-        targets = [(conv.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
-    else:
-        targets = [(conv, "allow_tf32", False), (matmul, "allow_tf32", False)]
-    saved = [getattr(obj, attr) for obj, attr, _ in targets]
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    try:
+        targets = [(cudnn, "allow_tf32", False), (matmul, "allow_tf32", False)]
+        saved = [getattr(obj, attr) for obj, attr, _ in targets]
+    except RuntimeError:  # "a mix of the legacy and new APIs": stay with the new one
+        targets = [(cudnn.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
+        saved = [getattr(obj, attr) for obj, attr, _ in targets]
     try:
         for obj, attr, value in targets:
             setattr(obj, attr, value)
