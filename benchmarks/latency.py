@@ -40,7 +40,10 @@ def section(rows, models, args, limits) -> str:
         "is built and warmed up first, then timed in turns (a few calls each, round-robin), so "
         "a slow spell of this shared VM hits all of them alike; Paddle Inference runs in "
         "PaddleClas's own interpreter right after. "
-        f"This CPU {'has' if cpu_has_vnni() else 'has no'} VNNI.",
+        f"This CPU {'has' if cpu_has_vnni() else 'has no'} VNNI. Peak RSS = the process's "
+        "resident memory before the model's first engine plus that engine's own rise while "
+        "built and warmed up (a model measured later in the run also carries heap that the "
+        "earlier ones left behind).",
         "",
         markdown_table(rows),
         "",
