@@ -135,6 +135,11 @@ def test_cli_usage_errors_exit_2(capsys):
             capsys, "predict", str(PHOTOS[0]), "--model", MODEL, "--device", "cuda"
         )
         assert code == 2 and "no CUDA GPU" in err
+    # A precision the engine does not run here is named with those it does.
+    code, _, err = _run_cli(
+        capsys, "predict", str(PHOTOS[0]), "--model", MODEL, "--precision", "fp16"
+    )
+    assert code == 2 and "engine 'eager' on cpu runs fp32, bf16, not 'fp16'" in err
     # No --model and no self-describing weights: nothing to build the network from.
     code, _, err = _run_cli(capsys, "predict", str(PHOTOS[0]))
     assert code == 2 and "no --model given" in err
