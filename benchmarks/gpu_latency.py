@@ -19,7 +19,8 @@ Markdown) after each, so a run cut short still brings back what it finished:
 2. Latency: ``res2net bench --device cuda --compare`` over the five networks, engines
    ``eager`` and ``cudagraph`` (plus ``compile`` with ``--compile``, ``tensorrt`` where
    torch_tensorrt is installed), FP32 (IEEE, TF32 off), FP16 and BF16, batch 1/4/8,
-   beside timm eager on the same card at the same precision.
+   beside timm eager on the same card at the same precision (``--e2e`` adds the times with
+   decoding, preprocessing and copies, which are CPU-bound and take minutes more).
 
 ``--device cpu`` runs the same script on the CPU (eager and fused), to check it here.
 """
@@ -150,8 +151,9 @@ def section(document: dict) -> str:
         f"cuDNN {env.get('cudnn')}, timm {env.get('timm')}) by "
         "`python benchmarks/gpu_latency.py` (`res2net bench --device cuda --compare`): random "
         f"224x224 input already on the card, {document['warmup']} warm-up runs, median of "
-        f"{document['iters']}, each call synchronized; bold = fastest of our engines; `e2e` = "
-        "with decoding, preprocessing and the copies to and from the card. FP32 is IEEE FP32 "
+        f"{document['iters']}, each call synchronized; bold = fastest of our engines; `e2e` "
+        "(with `--e2e`) = with decoding, preprocessing and the copies to and from the card. "
+        "FP32 is IEEE FP32 "
         "(TF32 off). `cudagraph` = BN folded, branches grouped, channels_last, replayed as one "
         "CUDA graph per batch size.",
         "",
@@ -222,7 +224,7 @@ def device_run(args: argparse.Namespace) -> int:
         try:
             rows = run_benchmark(
                 [name], engines, args.batch_sizes, args.precisions, compare=True,
-                with_preprocess=True, warmup=args.warmup, iters=args.iters, device=device,
+                with_preprocess=args.e2e, warmup=args.warmup, iters=args.iters, device=device,
             )  # fmt: skip
             document["rows"] += json.loads(to_json(rows))
         except Exception as exc:  # keep the other networks' figures
@@ -260,6 +262,11 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--compile", action="store_true", help="also torch.compile (slow to build)")
+    ap.add_argument(
+        "--e2e",
+        action="store_true",
+        help="also time decoding + preprocessing + copies (CPU-bound, minutes more)",
+    )
     args = ap.parse_args()
     if args.from_json:
         return from_json(args.from_json)
