@@ -207,9 +207,7 @@ class _Contender:
             return lambda: self.runtime(x)
         import torch
 
-        on_card = torch.from_numpy(x).to(self.device, self.runtime.dtype)
-        if getattr(self.runtime, "engine", "") != "eager":
-            on_card = on_card.contiguous(memory_format=torch.channels_last)
+        on_card = self.runtime.device_input(x)
 
         def call() -> None:
             self.runtime.device_call(on_card)

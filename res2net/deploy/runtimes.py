@@ -143,7 +143,8 @@ class EagerRuntime:
             model = copy.deepcopy(model)
         return model
 
-    def _input(self, batch: np.ndarray) -> torch.Tensor:
+    def device_input(self, batch: np.ndarray) -> torch.Tensor:
+        """A numpy batch as :meth:`device_call` takes it: on the device, dtype, layout."""
         return torch.from_numpy(_as_float32(batch)).to(self.device, self.dtype)
 
     def device_call(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +157,7 @@ class EagerRuntime:
             return self.model(x)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.device_call(self._input(batch)).float().cpu().numpy()
+        return self.device_call(self.device_input(batch)).float().cpu().numpy()
 
 
 class FusedRuntime(EagerRuntime):
@@ -167,15 +168,12 @@ class FusedRuntime(EagerRuntime):
 
     engine = "fused"
 
-    def __init__(self, model: nn.Module, device: str = "cpu", *, precision: str = "fp32") -> None:
-        super().__init__(model, device, precision=precision)
-
     def _network(self, model: nn.Module, set_eval: bool) -> nn.Module:
         prepared = prepare_for_inference(model)  # a copy, unless there was nothing to fuse
         return super()._network(prepared, False) if prepared is model else prepared
 
-    def _input(self, batch: np.ndarray) -> torch.Tensor:
-        return super()._input(batch).contiguous(memory_format=torch.channels_last)
+    def device_input(self, batch: np.ndarray) -> torch.Tensor:
+        return super().device_input(batch).contiguous(memory_format=torch.channels_last)
 
 
 class CompileRuntime(FusedRuntime):

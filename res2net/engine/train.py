@@ -204,7 +204,7 @@ class ResumableSampler(Sampler[int]):
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """The seed of one sample's augmentation in one epoch (64 bits, well mixed)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0])
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0])
 
 
 class SeededSamples(torch.utils.data.Dataset):
