@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import PHOTOS, assert_logits_match
+from conftest import PHOTOS, TINY_ARCH, assert_logits_match
 
 from res2net.deploy.runtimes import (
     CudaGraphRuntime,
@@ -20,6 +20,7 @@ from res2net.deploy.runtimes import (
     ieee_fp32,
 )
 from res2net.models.registry import create_model
+from res2net.models.res2net import Res2Net, Res2NetConfig
 
 NAME = "Res2Net50_vd_26w_4s"
 CPU_ENGINES = ["fused", "compile", "onnxruntime", "openvino"]
@@ -37,6 +38,8 @@ def test_engine_matches_eager(engine, vd50_with_reference):
     runtime = create_runtime(model, engine)
     assert runtime.engine == engine
     assert_logits_match(runtime(batch), eager)
+    if engine == "openvino":  # OpenVINO's own reading of what it compiled: IEEE FP32
+        assert runtime.inference_precisions() == {"f32"}
     if engine != "compile":  # compile specialises per shape: a second shape recompiles (minutes)
         # Dynamic batch: a single image gives the same row.
         assert_logits_match(runtime(batch[1:]), eager[1:])
@@ -148,3 +151,78 @@ def test_gpu_engine_matches_cpu_eager(engine, vd50_with_reference):
     for precision in ("fp16", "bf16"):
         low = create_runtime(model, engine, device="cuda", precision=precision)(batch)
         assert (low.argmax(1) == eager.argmax(1)).all()
+
+
+def _tiny() -> Res2Net:
+    return Res2Net(Res2NetConfig(**TINY_ARCH), num_classes=10).eval()
+
+
+@pytest.fixture
+def openvino_compiles(monkeypatch):
+    """The config of every OpenVINO ``compile_model`` call made while the test runs."""
+    import openvino as ov
+
+    configs, compile_model = [], ov.Core.compile_model
+
+    def spy(self, model, device=None, config=None):
+        configs.append(dict(config or {}))
+        return compile_model(self, model, device, config or {})
+
+    monkeypatch.setattr(ov.Core, "compile_model", spy)
+    return configs
+
+
+def test_openvino_fp32_is_stated_and_compiled_as_f32(openvino_compiles, tmp_path):
+    """OpenVINO's CPU default is BF16 where the CPU has it (AMX, AVX512-BF16): every FP32
+    path states f32, and the compiled model reports f32. The explicit hint fails on any CPU
+    if dropped; the compiled property on CPUs whose default is bf16."""
+    from res2net.deploy.export import export_model, load_exported
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    runtimes = [create_runtime(_tiny(), "openvino")]
+    for fmt in ("openvino", "onnx"):
+        path = export_model(_tiny(), tmp_path / fmt, fmt=fmt, input_size=32)
+        runtimes.append(load_exported(path, "openvino"))
+    for runtime in runtimes:
+        runtime(x)
+        assert runtime.inference_precisions() == {"f32"}
+    assert len(openvino_compiles) == 3
+    assert all(c["INFERENCE_PRECISION_HINT"] == "f32" for c in openvino_compiles)
+
+
+@pytest.mark.slow
+def test_server_runtime_runs_openvino_in_f32(openvino_compiles):
+    from res2net.deploy.server.runner import build_service
+
+    runtime = build_service(NAME, None, engine="openvino").predictor.runtime
+    runtime(np.zeros((1, 3, 224, 224), dtype=np.float32))
+    assert runtime.inference_precisions() == {"f32"}
+    assert [c["INFERENCE_PRECISION_HINT"] for c in openvino_compiles] == ["f32"]
+
+
+@pytest.mark.parametrize("engine", ["eager", "fused"])
+def test_torch_fp32_is_ieee_even_when_the_process_allows_bf16(engine):
+    """``torch.set_float32_matmul_precision("medium")`` lets oneDNN run FP32 matmuls in BF16
+    on CPUs that have it; inside our FP32 call oneDNN's own setting reads "ieee"."""
+    mkldnn = torch.backends.mkldnn
+    seen = []
+    runtime = create_runtime(_tiny(), engine)
+    runtime.model.register_forward_hook(
+        lambda *_: seen.append((mkldnn.matmul.fp32_precision, mkldnn.conv.fp32_precision))
+    )
+    saved = mkldnn.matmul.fp32_precision, mkldnn.conv.fp32_precision
+    try:
+        mkldnn.matmul.fp32_precision = mkldnn.conv.fp32_precision = "bf16"
+        runtime(np.zeros((1, 3, 32, 32), dtype=np.float32))
+        assert seen == [("ieee", "ieee")]
+        assert mkldnn.matmul.fp32_precision == "bf16"  # the caller's setting is restored
+    finally:
+        mkldnn.matmul.fp32_precision, mkldnn.conv.fp32_precision = saved
+
+
+def test_onnxruntime_fp32_states_no_fast_math():
+    runtime = create_runtime(_tiny(), "onnxruntime")
+    runtime(np.zeros((1, 3, 32, 32), dtype=np.float32))
+    session = runtime._engines[(32, 32)][0]
+    entry = "mlas.enable_gemm_fastmath_arm64_bfloat16"
+    assert session.get_session_options().get_session_config_entry(entry) == "0"

@@ -31,6 +31,7 @@ from res2net.deploy.runtimes import (
     Runtime,
     batch_dynamic_program,
     convert_openvino,
+    openvino_runs_bf16,
     prepare_for_inference,
 )
 
@@ -258,11 +259,12 @@ def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def _open(path: Path, fmt: str, engine: str, device: str) -> Runtime:
+def _open(path: Path, fmt: str, engine: str, device: str, precision: str) -> Runtime:
     if engine == "onnxruntime" and fmt == "onnx":
         return OnnxRuntime(path, device)
     if engine == "openvino" and fmt in ("onnx", "openvino"):
-        return OpenVinoRuntime(path, device)
+        # Always an explicit precision: OpenVINO's own default is BF16 on CPUs that have it.
+        return OpenVinoRuntime(path, device, precision=precision)
     if engine == "eager" and fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -273,22 +275,41 @@ def _open(path: Path, fmt: str, engine: str, device: str) -> Runtime:
     raise ValueError(f"a {fmt} export cannot run in engine {engine!r}; use {DEFAULT_ENGINE[fmt]}")
 
 
+def _run_precision(meta: dict[str, Any], engine: str, path: Path) -> str:
+    """The precision an export runs at: the one its metadata records (``bf16`` only in
+    OpenVINO, and only on a CPU with native BF16)."""
+    precision = meta.get("precision") or "fp32"
+    if precision == "bf16" and engine != "openvino":
+        raise ValueError(f"{path}: a bf16 export runs in engine 'openvino', not {engine!r}")
+    if precision == "bf16" and not openvino_runs_bf16():
+        raise ValueError(
+            f"{path}: exported for bf16, which OpenVINO runs only on CPUs with AVX512-BF16 or "
+            "AMX-BF16 (this one has neither); export it again without --precision bf16"
+        )
+    return precision
+
+
 def load_exported(
     model_path: str | os.PathLike, engine: str | None = None, *, device: str = "cpu"
 ) -> Runtime:
     """Load an exported model into a runtime; ``runtime.metadata`` holds its metadata.
 
+    It runs at the precision the metadata records (``fp32``, ``bf16`` or ``int8``); an
+    OpenVINO engine is always compiled with that precision stated, never OpenVINO's default.
+
     :param engine: default: the format's own (:data:`DEFAULT_ENGINE`); an ONNX file also
         runs in ``openvino``.
     :raises ExportedModelError: missing/corrupt/mismatched files (see :func:`read_metadata`),
         or a file its runtime cannot parse.
+    :raises ValueError: a bf16 export on a CPU without native BF16, or outside OpenVINO.
     """
     path = Path(model_path)
     meta = read_metadata(path)
     fmt = meta["format"]
     engine = engine or DEFAULT_ENGINE[fmt]
+    precision = _run_precision(meta, engine, path)
     try:
-        runtime = _open(path, fmt, engine, device)
+        runtime = _open(path, fmt, engine, device, precision)
     except ValueError:
         raise
     except Exception as exc:  # each runtime raises its own types for unparsable files

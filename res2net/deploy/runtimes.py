@@ -12,9 +12,12 @@ GPU only) and ``tensorrt`` (through ``torch_tensorrt``, only where it and a GPU 
 :func:`res2net.deploy.export.load_exported` runs exported files in the same engines.
 
 Precision: the PyTorch engines run ``fp32``, ``fp16`` or ``bf16`` (:data:`PRECISIONS`;
-fp16 on a GPU only); ONNX Runtime and OpenVINO run FP32 here and INT8 through
-:mod:`res2net.deploy.int8`. On a GPU, ``fp32`` means IEEE FP32: TF32 is switched off while
-those engines run, so an FP32 row is not a TF32 row in disguise.
+fp16 on a GPU only); OpenVINO runs ``fp32``, and ``bf16`` on CPUs with AVX512-BF16 or
+AMX-BF16; ONNX Runtime runs FP32; both run INT8 through :mod:`res2net.deploy.int8`.
+``fp32`` means IEEE FP32 on every engine and every CPU: TF32 is switched off on a GPU,
+oneDNN's implicit BF16 for FP32 matmuls is switched off on the CPU, and OpenVINO is always
+compiled with an explicit ``INFERENCE_PRECISION_HINT`` (its default is BF16 on CPUs that
+have it), so an FP32 row is never a TF32 or BF16 row in disguise.
 """
 
 from __future__ import annotations
@@ -63,15 +66,19 @@ def _dtype(precision: str, device: str) -> torch.dtype:
 
 @contextlib.contextmanager
 def ieee_fp32(device: torch.device) -> Iterator[None]:
-    """Within: cuDNN convolutions and CUDA matmuls in IEEE FP32, not TF32 (no-op on CPU).
+    """Within: convolutions and matmuls of FP32 tensors run in IEEE FP32, on every device.
 
-    PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later GPUs, which
-    keeps only 10 mantissa bits. Sets the ``allow_tf32`` switches, which every PyTorch
-    release reads; where the caller already uses the newer ``fp32_precision`` settings
-    (reading the old switches is then an error), those are set instead.
+    On a GPU, PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later, which
+    keeps only 10 mantissa bits: the ``allow_tf32`` switches, which every PyTorch release
+    reads, are turned off; where the caller already uses the newer ``fp32_precision``
+    settings (reading the old switches is then an error), those are set instead. On the CPU,
+    ``torch.set_float32_matmul_precision("medium")`` (or ``torch.backends.mkldnn``'s
+    ``fp32_precision = "bf16"``) lets oneDNN run FP32 matmuls in BF16 on CPUs with
+    AVX512-BF16/AMX: oneDNN's ``fp32_precision`` is pinned to ``"ieee"`` here.
     """
     if device.type != "cuda":
-        yield
+        with _mkldnn_ieee():
+            yield
         return
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     try:
@@ -80,6 +87,12 @@ def ieee_fp32(device: torch.device) -> Iterator[None]:
     except RuntimeError:  # "a mix of the legacy and new APIs": stay with the new one
         targets = [(cudnn.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
         saved = [getattr(obj, attr) for obj, attr, _ in targets]
+    with _switched(targets, saved):
+        yield
+
+
+@contextlib.contextmanager
+def _switched(targets: list[tuple[Any, str, Any]], saved: list[Any]) -> Iterator[None]:
     try:
         for obj, attr, value in targets:
             setattr(obj, attr, value)
@@ -87,6 +100,15 @@ def ieee_fp32(device: torch.device) -> Iterator[None]:
     finally:
         for (obj, attr, _), value in zip(targets, saved, strict=True):
             setattr(obj, attr, value)
+
+
+def _mkldnn_ieee() -> contextlib.AbstractContextManager:
+    """oneDNN's FP32 convolutions and matmuls pinned to IEEE FP32 (PyTorch >= 2.9 settings)."""
+    mkldnn = torch.backends.mkldnn
+    parts = [getattr(mkldnn, name, None) for name in ("matmul", "conv")]
+    targets = [(part, "fp32_precision", "ieee") for part in parts if part is not None]
+    targets = [t for t in targets if hasattr(t[0], "fp32_precision")]
+    return _switched(targets, [obj.fp32_precision for obj, _, _ in targets])
 
 
 def _as_float32(batch: np.ndarray) -> np.ndarray:
@@ -291,6 +313,9 @@ class OnnxRuntime(_PerInputSize):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = cpu_threads()
         options.inter_op_num_threads = 1
+        # FP32 stays FP32: ONNX Runtime's only GEMM downgrade to BF16 (fast math, ARM64
+        # only; x86 MLAS has none) is opt-in; written out so no default change can flip it.
+        options.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
         providers = ["CPUExecutionProvider"]
         if self.device.startswith("cuda"):
             providers.insert(0, "CUDAExecutionProvider")
@@ -302,9 +327,40 @@ class OnnxRuntime(_PerInputSize):
         return session.run(None, {input_name: batch})[0]
 
 
-def openvino_config(hint: str = "LATENCY") -> dict[str, Any]:
-    """CPU plugin settings: a performance hint and every allowed core (see BENCHMARKS.md)."""
-    return {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": cpu_threads()}
+# Precision name -> OpenVINO's INFERENCE_PRECISION_HINT. Always set: OpenVINO's CPU plugin
+# otherwise runs BF16 wherever the CPU has AVX512-BF16 or AMX-BF16 (its documented default,
+# "bf16 on platforms that natively support it"). INT8 models run their quantized operations
+# in INT8 whatever the hint; the hint sets the precision of the rest, kept FP32.
+OPENVINO_PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def openvino_config(hint: str | None = "LATENCY", precision: str | None = "fp32") -> dict:
+    """CPU plugin settings: a performance hint, every allowed core (see BENCHMARKS.md) and
+    the inference precision; ``None`` leaves that setting at OpenVINO's default."""
+    config: dict[str, Any] = {}
+    if hint:
+        config.update(PERFORMANCE_HINT=hint, INFERENCE_NUM_THREADS=cpu_threads())
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = OPENVINO_PRECISION_HINTS[precision]
+    return config
+
+
+def openvino_runs_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin has native BF16 here (AVX512-BF16 or AMX-BF16), read
+    from its own ``OPTIMIZATION_CAPABILITIES``."""
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def openvino_default_precision() -> str:
+    """The precision OpenVINO's CPU plugin runs when none is asked for: ``bf16`` or ``fp32``."""
+    import openvino as ov
+
+    hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
+    return {"bf16": "bf16", "f32": "fp32"}.get(hint, hint)
 
 
 def convert_openvino(model: nn.Module, input_size: int = 224) -> Any:
@@ -324,13 +380,27 @@ class OpenVinoRuntime(_PerInputSize):
         (e.g. quantized), or the path of an ``.xml`` / ``.onnx`` file.
     :param device: ``"cpu"`` or an OpenVINO device name such as ``"GPU"``.
     :param hint: OpenVINO ``PERFORMANCE_HINT``: ``"LATENCY"`` or ``"THROUGHPUT"``; ``None``
-        compiles with OpenVINO's defaults.
+        leaves OpenVINO's default (and thread count).
+    :param precision: ``"fp32"`` (IEEE FP32 on every CPU), ``"bf16"``, ``"int8"`` (a
+        quantized model; the rest in FP32), or ``None`` for OpenVINO's default (BF16 on
+        CPUs with native BF16: only for comparing against a plain conversion).
     """
 
     engine = "openvino"
 
-    def __init__(self, model: Any, device: str = "cpu", *, hint: str | None = "LATENCY") -> None:
-        self.hint = hint
+    def __init__(
+        self,
+        model: Any,
+        device: str = "cpu",
+        *,
+        hint: str | None = "LATENCY",
+        precision: str | None = "fp32",
+    ) -> None:
+        if precision is not None and precision not in OPENVINO_PRECISION_HINTS:
+            raise ValueError(
+                f"OpenVINO runs {', '.join(OPENVINO_PRECISION_HINTS)}, not precision={precision!r}"
+            )
+        self.hint, self.precision = hint, precision
         if not isinstance(model, (nn.Module, str, os.PathLike)):
             # An in-memory openvino.Model, e.g. straight out of NNCF.
             self.device, self._source = device, None
@@ -342,9 +412,18 @@ class OpenVinoRuntime(_PerInputSize):
         import openvino as ov
 
         device = "CPU" if self.device == "cpu" else self.device.upper()
-        config = openvino_config(self.hint) if self.hint else {}
-        compiled = ov.Core().compile_model(ov_model, device, config)
+        compiled = ov.Core().compile_model(
+            ov_model, device, openvino_config(self.hint, self.precision)
+        )
         return compiled, compiled.create_infer_request()
+
+    def inference_precisions(self) -> set[str]:
+        """OpenVINO's own ``INFERENCE_PRECISION_HINT`` of each model compiled so far (``f32``,
+        ``bf16``...): what really runs, read back from the compiled models."""
+        return {
+            compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+            for compiled, _ in self._engines.values()
+        }
 
     def _convert(self, model: nn.Module, side: int) -> Any:
         return self._compile(convert_openvino(model, side))
@@ -438,6 +517,8 @@ def engine_precisions(engine: str, device: str = "cpu") -> tuple[str, ...]:
         return ("fp32", "fp16")
     if engine in TORCH_ENGINES:
         return ("fp32", "fp16", "bf16") if device.startswith("cuda") else ("fp32", "bf16")
+    if engine == "openvino" and openvino_runs_bf16():
+        return ("fp32", "bf16")
     return ("fp32",)
 
 
@@ -461,9 +542,15 @@ def create_runtime(
         )
     allowed = engine_precisions(engine, device)
     if precision not in allowed:
+        why = ""
+        if engine == "openvino" and precision == "bf16":
+            why = (
+                " (OpenVINO's BF16 needs a CPU with AVX512-BF16 or AMX-BF16; this one has "
+                "neither: use fp32, or bf16 in a PyTorch engine)"
+            )
         raise ValueError(
-            f"engine {engine!r} on {device} runs {', '.join(allowed)}, not {precision!r}"
+            f"engine {engine!r} on {device} runs {', '.join(allowed)}, not {precision!r}{why}"
         )
-    if engine in TORCH_ENGINES:
+    if engine in TORCH_ENGINES or engine == "openvino":
         return ENGINES[engine](model, device=device, precision=precision)
     return ENGINES[engine](model, device=device)
