@@ -47,6 +47,36 @@ def test_limits_give_each_row_its_floor():
     rates = gemm_rates_fp32(n=128, repeats=1)
     assert rates and all(rate > 0 for rate in rates.values())
     assert gemm_rate_int8(n=128, repeats=1) > 0
+    limits.bf16_gflops = 400.0
+    assert limits.floor_ms(gflops, 2, "bf16") == 1e3 * gflops * 2 / 400.0
+    assert ", BF16 400 GFLOP/s, INT8 200 GOP/s" in limit_lines(rows, limits)[0]
+
+
+def test_openvino_kernels_give_the_floor_of_each_precision():
+    """OpenVINO's own MatMul at f32, bf16 (where native) and int8; int8 runs as an integer
+    GEMM (OpenVINO's runtime graph names the kernel), not FP32 in disguise."""
+    import openvino as ov
+
+    from res2net.bench.limits import cpu_isa, openvino_gemm_rates, openvino_matmuls
+    from res2net.deploy.runtimes import openvino_config, openvino_runs_bf16
+
+    rates = openvino_gemm_rates(n=128, repeats=1)
+    kinds = {name.rsplit(" ", 1)[1] for name in rates}
+    assert kinds == ({"f32", "bf16", "int8"} if openvino_runs_bf16() else {"f32", "int8"})
+    assert all(rate > 0 for rate in rates.values())
+    expected = {"f32": "f32", "bf16": "bf16", "int8": "u8"}  # int8 GEMM: u8 activations
+    for label, model, precision in openvino_matmuls(64):
+        compiled = ov.Core().compile_model(model, "CPU", openvino_config(None, precision))
+        gemms = [
+            op.get_rt_info()["runtimePrecision"].astype(str)
+            for op in compiled.get_runtime_model().get_ordered_ops()
+            if op.get_rt_info()["layerType"].astype(str) in ("FullyConnected", "MatMul")
+        ]
+        assert gemms == [expected[label]], label
+    assert cpu_isa({"avx2", "avx512f", "avx512_vnni", "amx_bf16", "sse2"}) == (
+        "AVX2, AVX-512, AVX512-VNNI, AMX-BF16"
+    )
+    assert cpu_isa(set()) == "no AVX2"
 
 
 def test_engines_are_timed_in_turns():
@@ -80,6 +110,11 @@ def test_what_is_measured_where():
     assert runs("timm-eager", "bf16", "cpu") and runs("timm-eager", "fp16", "cuda")
     assert runs("cudagraph", "fp16", "cuda") and not runs("openvino-plain", "fp32", "cuda")
     assert not runs("openvino", "int8", "cuda") and not runs("tensorrt", "bf16", "cuda")
+    # OpenVINO BF16 (ours and the plain conversion) where OpenVINO reports native BF16.
+    from res2net.deploy.runtimes import openvino_runs_bf16
+
+    assert runs("openvino", "bf16", "cpu") == openvino_runs_bf16()
+    assert runs("openvino-plain", "bf16", "cpu") == openvino_runs_bf16()
 
 
 def test_bench_runs_bf16_beside_the_peer_at_the_same_precision(capsys):
@@ -88,6 +123,9 @@ def test_bench_runs_bf16_beside_the_peer_at_the_same_precision(capsys):
     )
     assert [(r.engine, r.precision, r.device) for r in rows] == [("fused", "bf16", "cpu")]
     assert "skip onnxruntime bf16: not measured on cpu" in capsys.readouterr().err
+    # What BF16 costs, against eager FP32 on the test photos: some logit difference, small.
+    assert 0 <= rows[0].top1_agreement <= 1 and 0 < rows[0].max_rel_diff < 0.1
+    assert "| vs FP32: top-1 agree / max rel diff |" in markdown_table(rows).splitlines()[0]
     peer = Measurement("Res2Net50_26w_4s", "timm-eager", "bf16", 1, 1e6, 1e6, 1e6, peer=True)
     assert ratios([*rows, peer])[0].startswith("Res2Net50_26w_4s bs=1 bf16: fused")
     # No FP32 peer is compared with a BF16 row.

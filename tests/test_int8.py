@@ -100,3 +100,23 @@ def test_onnx_calibration_of_the_wrong_shape_is_named(tmp_path):
     assert not (tmp_path / "int8.onnx").exists()
     out = quantize_onnx(source, tmp_path / "int8.onnx", np.zeros((2, 3, 32, 32), np.float32))
     assert out.stat().st_size > 0
+
+
+def test_onnx_int8_weights_use_all_8_bits_only_with_vnni(tmp_path):
+    """ONNX Runtime's ``reduce_range`` follows the CPU: full-range int8 weights where VNNI
+    (or AMX-INT8) sums u8 x s8 products exactly, 7-bit ones where ``vpmaddubsw`` would
+    saturate. Read from the quantized file's own weight tensors."""
+    import onnx
+    from onnx import numpy_helper
+
+    from res2net.deploy.export import export_onnx
+    from res2net.deploy.int8 import cpu_has_vnni, quantize_onnx
+    from res2net.models.res2net import Res2Net, Res2NetConfig
+
+    model = Res2Net(Res2NetConfig(depth=50, width=4, scales=4), num_classes=10).eval()
+    source = export_onnx(model, tmp_path / "tiny.onnx", input_size=32)
+    calib = np.random.default_rng(0).standard_normal((4, 3, 32, 32), dtype=np.float32)
+    graph = onnx.load(str(quantize_onnx(source, tmp_path / "int8.onnx", calib))).graph
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == 3]  # int8
+    peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert peak > 100 if cpu_has_vnni() else peak <= 64, peak

@@ -139,7 +139,7 @@ def test_cli_usage_errors_exit_2(capsys):
     code, _, err = _run_cli(
         capsys, "predict", str(PHOTOS[0]), "--model", MODEL, "--precision", "fp16"
     )
-    assert code == 2 and "engine 'eager' on cpu runs fp32, bf16, not 'fp16'" in err
+    assert code == 2 and "on cpu runs fp32, bf16, not 'fp16'" in err
     # No --model and no self-describing weights: nothing to build the network from.
     code, _, err = _run_cli(capsys, "predict", str(PHOTOS[0]))
     assert code == 2 and "no --model given" in err

@@ -14,10 +14,12 @@ from conftest import PHOTOS, TINY_ARCH, assert_logits_match
 
 from res2net.deploy.runtimes import (
     CudaGraphRuntime,
+    auto_engine,
     available_engines,
     create_runtime,
     engine_precisions,
     ieee_fp32,
+    openvino_runs_bf16,
 )
 from res2net.models.registry import create_model
 from res2net.models.res2net import Res2Net, Res2NetConfig
@@ -226,3 +228,68 @@ def test_onnxruntime_fp32_states_no_fast_math():
     session = runtime._engines[(32, 32)][0]
     entry = "mlas.enable_gemm_fastmath_arm64_bfloat16"
     assert session.get_session_options().get_session_config_entry(entry) == "0"
+
+
+needs_bf16 = pytest.mark.skipif(
+    not openvino_runs_bf16(),
+    reason="OpenVINO reports no native BF16 on this CPU (needs AVX512-BF16 or AMX-BF16)",
+)
+
+
+@needs_bf16
+@pytest.mark.slow
+def test_openvino_bf16_keeps_the_answer(vd50_with_reference):
+    """OpenVINO BF16 on the real reference: compiled as bf16, same top-1, logits within 5%
+    of the largest (BF16 keeps 8 mantissa bits; the conversions add up over 50 layers)."""
+    model, batch, eager = vd50_with_reference
+    runtime = create_runtime(model, "openvino", precision="bf16")
+    out = runtime(batch)
+    assert runtime.inference_precisions() == {"bf16"}
+    assert (out.argmax(1) == eager.argmax(1)).all()
+    assert np.abs(out - eager).max() <= 5e-2 * np.abs(eager).max()
+
+
+@needs_bf16
+def test_openvino_bf16_export_records_and_loads_bf16(tmp_path):
+    from res2net.deploy.export import export_model, load_exported
+
+    path = export_model(_tiny(), tmp_path / "m", fmt="openvino", precision="bf16", input_size=32)
+    runtime = load_exported(path)
+    runtime(np.zeros((1, 3, 32, 32), dtype=np.float32))
+    assert runtime.metadata["precision"] == "bf16"
+    assert runtime.inference_precisions() == {"bf16"}
+
+
+def test_openvino_bf16_without_native_bf16_is_a_clear_error(monkeypatch, tmp_path):
+    """Where the CPU lacks BF16, asking OpenVINO for it names why instead of silently
+    running FP32 (the check itself is OpenVINO's OPTIMIZATION_CAPABILITIES)."""
+    import res2net.deploy.export as export
+    import res2net.deploy.runtimes as runtimes
+
+    path = export.export_model(
+        _tiny(), tmp_path / "m", fmt="openvino", precision="bf16", input_size=32
+    )
+    monkeypatch.setattr(runtimes, "openvino_runs_bf16", lambda: False)
+    monkeypatch.setattr(export, "openvino_runs_bf16", lambda: False)
+    with pytest.raises(ValueError, match="runs fp32, not 'bf16' .*AVX512-BF16 or AMX-BF16"):
+        create_runtime(_tiny(), "openvino", precision="bf16")
+    with pytest.raises(ValueError, match="exported for bf16.*AVX512-BF16 or AMX-BF16"):
+        export.load_exported(path)
+
+
+def test_auto_picks_the_documented_engine(monkeypatch):
+    """engine="auto" follows AUTO_ORDER: ONNX Runtime for CPU FP32, OpenVINO for BF16 where
+    it runs BF16 natively, the next one when a library is missing; Predictor's default."""
+    import res2net.deploy.runtimes as runtimes
+    from res2net.deploy.predictor import Predictor
+
+    assert auto_engine("cpu", "fp32") == "onnxruntime"
+    assert auto_engine("cpu", "bf16") == ("openvino" if openvino_runs_bf16() else "fused")
+    assert create_runtime(_tiny(), "auto").engine == "onnxruntime"
+    assert Predictor(NAME, num_workers=0).runtime.engine == "onnxruntime"
+    with pytest.raises(ValueError, match="'fused' \\(chosen by engine='auto'\\) on cpu runs"):
+        create_runtime(_tiny(), "auto", precision="fp16")
+    monkeypatch.setattr(runtimes, "available_engines", lambda device: ["eager", "openvino"])
+    assert auto_engine("cpu", "fp32") == "openvino"
+    monkeypatch.setattr(runtimes, "available_engines", lambda device: ["eager", "fused"])
+    assert auto_engine("cpu", "bf16") == "fused"

@@ -15,6 +15,7 @@ same precision.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import statistics
@@ -41,7 +42,7 @@ TIMM_EQUIVALENT = {
 }
 PEERS = ("timm-eager", "openvino-plain", "paddle-inference")
 # Peers that run only on the CPU, in FP32.
-CPU_FP32_PEERS = ("openvino-plain", "paddle-inference")
+CPU_FP32_PEERS = ("paddle-inference",)
 # Engines measured in INT8, each with its own quantizer (res2net.deploy.int8).
 INT8_ENGINES = ("openvino", "onnxruntime")
 PADDLE_SCRIPT = Path(__file__).with_name("paddle_inference_peer.py")
@@ -69,6 +70,12 @@ class Measurement:
     device: str = "cpu"
     # torch.cuda.max_memory_allocated while building and warming up (GPU runs).
     peak_gpu_mib: float | None = None
+    # Reduced precisions against eager FP32 on real photos: the share of photos whose top-1
+    # is unchanged, and the largest |logit difference| / max|FP32 logit| over the photos.
+    top1_agreement: float | None = None
+    max_rel_diff: float | None = None
+    # OpenVINO rows: the INFERENCE_PRECISION_HINT the compiled model itself reports.
+    runs_as: str | None = None
 
 
 def time_calls(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
@@ -119,6 +126,9 @@ def runs(engine: str, precision: str, device: str) -> bool:
 
     if engine in CPU_FP32_PEERS:
         return device == "cpu" and precision == "fp32"
+    if engine == "openvino-plain":
+        # Measured at OpenVINO's default (bf16 on CPUs with it) and, beside it, the other.
+        return device == "cpu" and precision in engine_precisions("openvino", device)
     if precision == "int8":
         return device == "cpu" and engine in INT8_ENGINES
     return precision in engine_precisions("eager" if engine == "timm-eager" else engine, device)
@@ -153,10 +163,14 @@ def build_runtime(
         import openvino as ov
         import torch
 
-        # What a user gets from OpenVINO out of the box: the unmodified network, defaults.
+        from res2net.deploy.runtimes import openvino_default_precision
+
+        # What a user gets from OpenVINO out of the box: the unmodified network, defaults;
+        # at the precision OpenVINO does not default to, only that precision is stated.
         with torch.no_grad():
             converted = ov.convert_model(model.eval(), example_input=torch.zeros(1, 3, 224, 224))
-        return OpenVinoRuntime(converted, hint=None)
+        stated = None if precision == openvino_default_precision() else precision
+        return OpenVinoRuntime(converted, hint=None, precision=stated)
     if precision == "int8":
         if engine not in INT8_ENGINES:
             raise ValueError(f"int8 is measured with {' and '.join(INT8_ENGINES)}, not {engine}")
@@ -167,10 +181,19 @@ def build_runtime(
         prepared = prepare_for_inference(model, channels_last=False)
         data = calib if calib is not None else _random_batch(32)
         if engine == "openvino":
-            return OpenVinoRuntime(quantize_openvino(convert_openvino(prepared), data))
+            quantized = quantize_openvino(convert_openvino(prepared), data)
+            return OpenVinoRuntime(quantized, precision="int8")
         with tempfile.TemporaryDirectory() as tmp:
             return OnnxRuntime(export_onnx_int8(prepared, Path(tmp) / "int8.onnx", data), "cpu")
     return create_runtime(model, engine, device=device, precision=precision)
+
+
+def _photos() -> list[Path]:
+    photos = sorted(Path(__file__).resolve().parents[2].glob("tests/data/images/*.*"))
+    photos = [p for p in photos if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    if not photos:
+        raise FileNotFoundError("no photos under tests/data/images of the source checkout")
+    return photos
 
 
 def _preprocess_fn(runtime, name: str, batch: int) -> Callable[[], Any]:
@@ -178,13 +201,56 @@ def _preprocess_fn(runtime, name: str, batch: int) -> Callable[[], Any]:
     from res2net.data.transforms import preprocess
     from res2net.models.registry import get_entry
 
-    photos = sorted(Path(__file__).resolve().parents[2].glob("tests/data/images/*.*"))
-    photos = [p for p in photos if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
-    if not photos:
-        raise FileNotFoundError("no photos under tests/data/images for --with-preprocess")
+    photos = _photos()
     cfg = get_entry(name).preprocess
     chosen = [photos[i % len(photos)] for i in range(batch)]
     return lambda: runtime(np.stack([preprocess(p, cfg).numpy() for p in chosen]))
+
+
+def check_photos(name: str, calib: np.ndarray | None) -> np.ndarray:
+    """The photos reduced precisions are checked on: the calibration images when given,
+    else the source checkout's test photos, preprocessed as ``name``'s weights expect."""
+    if calib is not None:
+        return calib
+    from res2net.data.transforms import preprocess
+    from res2net.models.registry import get_entry
+
+    cfg = get_entry(name).preprocess
+    return np.stack([preprocess(p, cfg).numpy() for p in _photos()])
+
+
+def agreement(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(share of images with the same top-1, largest |out - ref| / max|ref| of an image)."""
+    same = float((out.argmax(1) == ref.argmax(1)).mean())
+    rel = np.abs(out - ref).max(axis=1) / np.abs(ref).max(axis=1)
+    return same, float(rel.max())
+
+
+def logits_in_chunks(runtime: Any, photos: np.ndarray, size: int) -> np.ndarray:
+    """Logits of ``photos``, ``size`` at a time (the last chunk padded), so the runtime
+    sees only a batch shape it was warmed up with (``compile`` specialises per shape)."""
+    out = []
+    for start in range(0, len(photos), size):
+        chunk = photos[start : start + size]
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
+        out.append(np.asarray(runtime(padded), dtype=np.float32)[: len(chunk)])
+    return np.concatenate(out)
+
+
+def _check_against_fp32(contenders: Sequence[Any], model: Any, photos: np.ndarray, size: int):
+    """Fill each reduced-precision contender's ``accuracy`` against eager FP32 on ``photos``
+    (timm has other weights and Paddle runs in another process: those are left out)."""
+    from res2net.deploy.runtimes import EagerRuntime
+
+    reduced = [
+        c for c in contenders
+        if c.precision != "fp32" and c.engine not in ("timm-eager", "paddle-inference")
+    ]  # fmt: skip
+    if not reduced:
+        return
+    reference = logits_in_chunks(EagerRuntime(model), photos, size)
+    for c in reduced:
+        c.accuracy = agreement(logits_in_chunks(c.runtime, photos, size), reference)
 
 
 @dataclass
@@ -198,6 +264,8 @@ class _Contender:
     times: dict[int, list[float]]
     device: str = "cpu"
     peak_gpu_mib: float | None = None
+    # (share of photos with the same top-1, largest relative logit difference) vs FP32.
+    accuracy: tuple[float, float] | None = None
 
     def caller(self, x: np.ndarray) -> Callable[[], Any]:
         """One timed call on ``x``: numpy in and out on the CPU (and for engines that only
@@ -312,6 +380,9 @@ def measure_engines(
             log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
     log(f"{name}: timing {len(contenders)} engines in turns")
     time_round_robin(contenders, batch_sizes, iters)
+    if any(c.precision != "fp32" for c in contenders):
+        log(f"{name}: reduced precisions against eager FP32 on the photos")
+        _check_against_fp32(contenders, model, check_photos(name, calib), batch_sizes[-1])
     rows = []
     for c in contenders:
         for batch in batch_sizes:
@@ -324,6 +395,10 @@ def measure_engines(
                 top1=info["published"]["top1"], peer=c.engine in PEERS, device=device,
                 peak_gpu_mib=None if c.peak_gpu_mib is None else round(c.peak_gpu_mib, 1),
             )  # fmt: skip
+            if c.accuracy is not None:
+                row.top1_agreement, row.max_rel_diff = c.accuracy
+            if hasattr(c.runtime, "inference_precisions"):
+                row.runs_as = ",".join(sorted(c.runtime.inference_precisions()))
             if with_preprocess:
                 e2e = time_calls(_preprocess_fn(c.runtime, name, batch), 2, max(5, iters // 5))
                 row.with_preprocess_ms = round(statistics.median(e2e), 3)
@@ -455,21 +530,65 @@ def fastest(rows: Sequence[Measurement]) -> dict[tuple[str, str, int], str]:
     return {key: row.engine for key, row in best.items()}
 
 
+def machine_lines(device: str = "cpu", precisions: Sequence[str] = ("fp32",)) -> list[str]:
+    """Lines above the table: the CPU with its ISA (AVX2 / AVX-512 / VNNI / AMX), threads,
+    the engine ``engine="auto"`` picks per precision, and what OpenVINO runs by default (the
+    "plain conversion" peer's precision)."""
+    from res2net.bench.limits import cpu_isa
+    from res2net.bench.report import cpu_name
+    from res2net.deploy.runtimes import (
+        AUTO_ORDER,
+        auto_engine,
+        cpu_threads,
+        openvino_default_precision,
+    )
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    picks = [f"{auto_engine(device, p)} for {p}" for p in precisions if (kind, p) in AUTO_ORDER]
+    lines = [f"CPU: {cpu_name()} ({cpu_isa()}), {cpu_threads()} threads"]
+    lines += [f"engine='auto' picks: {', '.join(picks)}"] if picks else []
+    if device == "cpu" and importlib.util.find_spec("openvino") is not None:
+        lines.append(
+            f"openvino-plain: the unmodified network with OpenVINO's defaults, which on this "
+            f"CPU run {openvino_default_precision()}; at the other precision only "
+            "INFERENCE_PRECISION_HINT is set. [runs X]: what the compiled model reports."
+        )
+    return lines
+
+
 def _ms(value: float) -> str:
     """A latency for the table: 0.1 ms resolution, 0.01 ms below 10 ms (GPU figures)."""
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
+def _vs_fp32(rows: Sequence[Measurement]) -> str:
+    """The accuracy cell of a reduced precision: "top-1 agree% / max rel. logit diff"."""
+    row = next((r for r in rows if r.top1_agreement is not None), None)
+    if row is None:
+        return ""
+    return f"{100 * row.top1_agreement:.0f}% / {row.max_rel_diff:.1e}"
+
+
+def _engine_label(engine: str, runs_as: str | None) -> str:
+    label = f"{engine} (peer)" if engine in PEERS else engine
+    return f"{label} [runs {runs_as}]" if runs_as else label
+
+
 def markdown_table(rows: Sequence[Measurement]) -> str:
     """PaddleClas's latency-table layout: one line per model/engine/precision, ms per batch.
 
-    Columns: batch-size latencies (median ms); the fastest of our engines is in bold.
+    Columns: batch-size latencies (median ms); the fastest of our engines is in bold; OpenVINO
+    rows name the precision the compiled model reports (``[runs bf16]``); with reduced
+    precisions, a column "vs FP32": top-1 agreement with eager FP32 on the photos and the
+    largest logit difference relative to the largest FP32 logit.
     """
     sizes = sorted({r.batch for r in rows})
     marks = fastest(rows)
     on_gpu = bool(rows) and all(r.device != "cpu" for r in rows)
     memory = "Peak GPU memory (MiB)" if on_gpu else "Peak RSS (MiB)"
+    checked = any(r.top1_agreement is not None for r in rows)
     head = ["Model", "Engine", "Precision", *[f"bs={b} (ms)" for b in sizes], memory]
+    head += ["vs FP32: top-1 agree / max rel diff"] if checked else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups: dict[tuple[str, str, str], dict[int, Measurement]] = {}
     for r in rows:
@@ -486,9 +605,10 @@ def markdown_table(rows: Sequence[Measurement]) -> str:
             cells.append(text)
         peaks = [r.peak_gpu_mib if on_gpu else r.peak_rss_mib for r in by_batch.values()]
         peaks = [p for p in peaks if p is not None]
-        label = f"{engine} (peer)" if engine in PEERS else engine
+        label = _engine_label(engine, next(iter(by_batch.values())).runs_as)
         peak = f"{max(peaks):.0f}" if peaks else ""
-        lines.append("| " + " | ".join([model, label, precision, *cells, peak]) + " |")
+        extra = [_vs_fp32(list(by_batch.values()))] if checked else []
+        lines.append("| " + " | ".join([model, label, precision, *cells, peak, *extra]) + " |")
     return "\n".join(lines)
 
 
@@ -516,10 +636,12 @@ def ratios(rows: Sequence[Measurement]) -> list[str]:
 def limit_lines(rows: Sequence[Measurement], limits: Any) -> list[str]:
     """How close our fastest engine comes to the machine's limit, per model/precision/batch."""
     others = ", ".join(f"{name} {rate:.0f}" for name, rate in limits.rates.items())
+    bf16 = f", BF16 {limits.bf16_gflops:.0f} GFLOP/s" if limits.bf16_gflops else ""
     int8 = f", INT8 {limits.int8_gops:.0f} GOP/s" if limits.int8_gops else ""
+    isa = f" on {limits.isa}" if limits.isa else ""
     out = [
-        f"Limit measured in this run: FP32 {limits.fp32_gflops:.0f} GFLOP/s ({limits.fp32_source})"
-        f"{int8}; all GEMM rates: {others}"
+        f"Limit measured in this run{isa}: FP32 {limits.fp32_gflops:.0f} GFLOP/s "
+        f"({limits.fp32_source}){bf16}{int8}; all GEMM rates: {others}"
     ]
     index = {(r.model, r.engine, r.precision, r.batch): r for r in rows}
     for (model, precision, batch), engine in sorted(fastest(rows).items()):

@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from res2net.bench.latency import (
         limit_lines,
+        machine_lines,
         markdown_table,
         plot,
         ratios,
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(rows))
     else:
+        for line in machine_lines(args.device, args.precision):
+            print(line)
         print(markdown_table(rows))
         for line in ratios(rows):
             print(line)

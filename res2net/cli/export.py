@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="INT8 post-training quantization (NNCF for openvino, ONNX Runtime for onnx)",
     )
     p.add_argument("--calib", nargs="+", help="calibration images or folders for --int8")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: an OpenVINO IR that loads with OpenVINO's BF16 hint (AVX512-BF16/AMX CPUs)",
+    )
     p.add_argument("--num-classes", type=int, help="classes of the weights (default: 1000)")
     p.add_argument("--labels", help="label file (one name per line); default: ImageNet for 1000")
     p.add_argument("--output", help="model file to write (default: exports/MODEL.<suffix>)")
@@ -41,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.int8 != bool(args.calib):
         raise ValueError("--int8 and --calib go together: INT8 needs calibration images")
+    if args.precision == "bf16" and (args.fmt != "openvino" or args.int8):
+        raise ValueError("--precision bf16 goes with --format openvino, without --int8")
     entry = get_entry(args.model)
     num_classes = args.num_classes or 1000
     model = create_model(
@@ -50,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
     if labels is None and num_classes == 1000:
         labels = imagenet_labels()
     calib = load_calibration(args.calib, entry.preprocess) if args.int8 else None
-    output = args.output or f"exports/{args.model}{'_int8' if args.int8 else ''}{FORMATS[args.fmt]}"
+    tag = "_int8" if args.int8 else ("_bf16" if args.precision == "bf16" else "")
+    output = args.output or f"exports/{args.model}{tag}{FORMATS[args.fmt]}"
     path = export_model(
         model, output, fmt=args.fmt, name=args.model, preprocess=entry.preprocess,
-        labels=labels, softmax=args.softmax, int8_calibration=calib,
+        labels=labels, softmax=args.softmax, int8_calibration=calib, precision=args.precision,
     )  # fmt: skip
     print(f"wrote {path} and {path.name}.json")
     return 0

@@ -30,12 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per model call")
     p.add_argument("--num-workers", type=int, default=2, help="decoding threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--engine", default="eager", help="runtime (default eager)")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        help="runtime, or auto: the fastest installed for --precision (default auto)",
+    )
     p.add_argument(
         "--precision",
         default="fp32",
         choices=["fp32", "bf16", "fp16"],
-        help="network dtype for the PyTorch engines (fp16: GPU only; default fp32)",
+        help="fp32 (IEEE on every engine), bf16 (PyTorch engines; openvino on AVX512-BF16/AMX "
+        "CPUs) or fp16 (GPU only); default fp32",
     )
     p.add_argument("--labels", help="label file: one name per line, or PaddleClas 'id name'")
     p.add_argument("--num-classes", type=int, help="classifier size (default: from labels, 1000)")

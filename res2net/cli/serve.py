@@ -24,8 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--pretrained", action="store_true", help="download and cache the published weights"
     )
-    p.add_argument("--engine", default="eager", help="runtime (default eager)")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        help="runtime, or auto: the fastest installed for --precision (default auto)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="fp32 (IEEE on every engine), bf16 (PyTorch engines; openvino on AVX512-BF16/AMX "
+        "CPUs) or fp16 (GPU); default fp32",
+    )
     p.add_argument("--labels", help="label file (default: ImageNet's 1000 classes)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="REST port (default 8000; 0: any)")
@@ -77,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         labels=args.labels,
         config=config,
+        precision=args.precision,
     )
     serve(service, log_level=args.log_level)
     return 0

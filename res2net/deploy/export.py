@@ -148,6 +148,7 @@ def export_model(
     softmax: bool = False,
     int8_calibration: np.ndarray | None = None,
     input_size: int | None = None,
+    precision: str = "fp32",
 ) -> Path:
     """Export a weights-loaded model plus its metadata JSON; returns the model file's path.
 
@@ -161,11 +162,22 @@ def export_model(
     :param int8_calibration: N x 3 x H x W preprocessed images; quantizes to INT8, with
         NNCF for ``openvino`` and ONNX Runtime's quantizer for ``onnx`` (those two only).
     :param input_size: crop side the graph is traced with (default: the preprocessing's).
-    :raises ValueError: unknown format, INT8 asked for a format other than openvino/onnx, or
-        a label count that differs from the model's outputs.
+    :param precision: ``"fp32"``, or ``"bf16"`` for ``openvino``: the IR keeps FP32 weights
+        and its metadata records ``bf16``, so :func:`load_exported` compiles it with
+        OpenVINO's BF16 hint (CPUs with AVX512-BF16 or AMX-BF16).
+    :raises ValueError: unknown format, INT8 asked for a format other than openvino/onnx,
+        bf16 for a format other than openvino or together with INT8, or a label count that
+        differs from the model's outputs.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"export precision={precision!r}: choose fp32 or bf16")
+    if precision == "bf16" and (fmt != "openvino" or int8_calibration is not None):
+        raise ValueError(
+            f"precision='bf16' is recorded for fmt='openvino' FP32 exports only, not {fmt}"
+            + (" with INT8" if int8_calibration is not None else "")
+        )
     if int8_calibration is not None and fmt not in INT8_QUANTIZER:
         raise ValueError(
             f"INT8 export needs --format openvino (NNCF) or onnx (ONNX Runtime), not {fmt}"
@@ -193,7 +205,7 @@ def export_model(
         "metadata_version": METADATA_VERSION,
         "format": fmt,
         "model": name,
-        "precision": "int8" if int8_calibration is not None else "fp32",
+        "precision": "int8" if int8_calibration is not None else precision,
         "quantizer": INT8_QUANTIZER[fmt] if int8_calibration is not None else None,
         "output": "probabilities" if softmax else "logits",
         "input": {"shape": [-1, 3, side, side], "layout": "NCHW"},

@@ -55,6 +55,18 @@ def quantize_openvino(ov_model: Any, calibration: np.ndarray, *, batch_size: int
     return nncf.quantize(ov_model, dataset, subset_size=len(calibration))
 
 
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as the Linux kernel lists them (empty where unreadable)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def cpu_has_vnni(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
     """Whether this x86 CPU has an 8-bit dot-product instruction (AVX-512 VNNI, AVX-VNNI, AMX).
 
@@ -62,15 +74,7 @@ def cpu_has_vnni(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
     (``vpmaddubsw``), which is why :func:`quantize_onnx` then keeps weights to 7 bits.
     Returns False where the file cannot be read (non-Linux).
     """
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    return False
+    return bool(cpu_flags(cpuinfo) & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def quantize_onnx(

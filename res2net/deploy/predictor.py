@@ -108,10 +108,13 @@ class Predictor:
         ``res2net train``, given as ``weights``.
     :param weights: a weight file path, ``True`` for the entry's published weights, or
         ``None``/``False`` for random weights (only useful for testing and timing).
-    :param engine: runtime name (``res2net.deploy.runtimes.available_engines()``).
+    :param engine: runtime name (``res2net.deploy.runtimes.available_engines()``), or
+        ``"auto"``: the fastest installed for ``precision`` on ``device``
+        (``res2net.deploy.runtimes.auto_engine``); ``runtime.engine`` names the one chosen.
     :param device: ``"cpu"`` or ``"cuda"``.
-    :param precision: ``"fp32"``, ``"bf16"``, or ``"fp16"`` on a GPU (PyTorch engines; see
-        ``res2net.deploy.runtimes.engine_precisions``).
+    :param precision: ``"fp32"`` (IEEE FP32 on every engine), ``"bf16"`` (the PyTorch
+        engines, and ``openvino`` on CPUs with AVX512-BF16 or AMX-BF16), or ``"fp16"`` on a
+        GPU; see ``res2net.deploy.runtimes.engine_precisions``.
     :param topk: classes reported per image.
     :param batch_size: images per model call.
     :param num_workers: decoding/preprocessing threads (0: decode in the calling thread).
@@ -125,7 +128,7 @@ class Predictor:
         model: str | None,
         weights: str | os.PathLike | bool | None = None,
         *,
-        engine: str = "eager",
+        engine: str = "auto",
         device: str = "cpu",
         precision: str = "fp32",
         topk: int = 5,

@@ -522,18 +522,48 @@ def engine_precisions(engine: str, device: str = "cpu") -> tuple[str, ...]:
     return ("fp32",)
 
 
+# engine="auto": the engines to try, fastest first, per device and precision. From the
+# interleaved measurements in BENCHMARKS.md: on the CPU in FP32, ONNX Runtime is the
+# fastest or within noise of OpenVINO at every batch size; in BF16, OpenVINO's native BF16
+# kernels (AMX / AVX512-BF16) beat PyTorch's; on a GPU one CUDA graph replay beats
+# launching ~170 kernels from Python.
+AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cpu", "fp32"): ("onnxruntime", "openvino", "fused"),
+    ("cpu", "bf16"): ("openvino", "fused"),
+    ("cuda", "fp32"): ("cudagraph", "fused"),
+    ("cuda", "fp16"): ("cudagraph", "fused"),
+    ("cuda", "bf16"): ("cudagraph", "fused"),
+}
+
+
+def auto_engine(device: str = "cpu", precision: str = "fp32") -> str:
+    """The engine ``engine="auto"`` runs: the first of :data:`AUTO_ORDER` for ``device`` and
+    ``precision`` that is installed here and runs that precision (``fused`` otherwise)."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    available = available_engines(device)
+    for engine in AUTO_ORDER.get((kind, precision), ()):
+        if engine in available and precision in engine_precisions(engine, device):
+            return engine
+    return "fused"
+
+
 def create_runtime(
     model: nn.Module, engine: str = "eager", *, device: str = "cpu", precision: str = "fp32"
 ) -> Runtime:
     """Wrap a (weights-loaded) model in the named engine.
 
     :param model: the PyTorch model; engines other than ``eager`` run a rewritten copy.
-    :param engine: one of :data:`ENGINES` (see the module docstring).
+    :param engine: one of :data:`ENGINES` (see the module docstring), or ``"auto"``: the
+        fastest installed here for ``precision`` (:func:`auto_engine`); ``runtime.engine``
+        names the one chosen.
     :param device: ``"cpu"`` or ``"cuda"``.
     :param precision: one of :func:`engine_precisions` for this engine and device.
     :raises ValueError: unknown or unavailable engine, naming the available ones; a
         precision the engine does not run, naming those it does.
     """
+    chosen = ""
+    if engine == "auto":
+        engine, chosen = auto_engine(device, precision), " (chosen by engine='auto')"
     if engine not in available_engines(device):
         known = "unknown" if engine not in ENGINES else "unavailable"
         raise ValueError(
@@ -549,7 +579,8 @@ def create_runtime(
                 "neither: use fp32, or bf16 in a PyTorch engine)"
             )
         raise ValueError(
-            f"engine {engine!r} on {device} runs {', '.join(allowed)}, not {precision!r}{why}"
+            f"engine {engine!r}{chosen} on {device} runs {', '.join(allowed)}, not "
+            f"{precision!r}{why}"
         )
     if engine in TORCH_ENGINES or engine == "openvino":
         return ENGINES[engine](model, device=device, precision=precision)

@@ -30,22 +30,26 @@ def build_service(
     model: str,
     weights: str | bool | None = None,
     *,
-    engine: str = "eager",
+    engine: str = "auto",
     device: str = "cpu",
     labels: str | None = None,
     config: ServeConfig | None = None,
+    precision: str = "fp32",
 ) -> ModelService:
     """Load the model into a :class:`Predictor` and wrap it for serving (not yet ready).
 
     :param weights: a weight file, ``True`` for the published weights, ``None`` for random.
+    :param engine: a runtime name, or ``"auto"`` (see :class:`Predictor`).
+    :param precision: as for :class:`Predictor` (``fp32``, ``bf16``; ``fp16`` on a GPU).
     """
     from res2net.deploy.predictor import Predictor
 
     config = config or ServeConfig()
     predictor = Predictor(
-        model, weights, engine=engine, device=device, topk=config.topk, labels=labels
-    )
-    return ModelService(predictor, config, engine=engine)
+        model, weights, engine=engine, device=device, topk=config.topk, labels=labels,
+        precision=precision,
+    )  # fmt: skip
+    return ModelService(predictor, config, engine=predictor.runtime.engine)
 
 
 def _bind(host: str, port: int) -> socket.socket:
