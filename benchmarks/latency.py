@@ -1,7 +1,8 @@
 """Write the deployment section of BENCHMARKS.md and docs/latency.png.
 
-Runs ``res2net bench --compare`` over the given models (ours: every available engine, FP32
-and INT8; peers: timm eager, plain OpenVINO, Paddle Inference + oneDNN) and replaces the
+Runs ``res2net bench --compare`` over the given models (ours: every available engine, FP32,
+BF16 and INT8; peers: timm eager, plain OpenVINO at its default precision and at the other
+one, Paddle Inference + oneDNN) and replaces the
 text between the ``<!-- latency:begin -->`` / ``<!-- latency:end -->`` markers. Run it on a
 quiet machine (nothing else running): other processes make every figure worse.
 
@@ -15,12 +16,21 @@ import argparse
 import datetime
 from pathlib import Path
 
-from res2net.bench.latency import limit_lines, markdown_table, plot, ratios, run_benchmark
-from res2net.bench.limits import measure_limits
+from res2net.bench.latency import (
+    limit_lines,
+    machine_lines,
+    markdown_table,
+    plot,
+    ratios,
+    run_benchmark,
+)
+from res2net.bench.limits import cpu_isa, measure_limits
 from res2net.bench.report import cpu_name, write_section
-from res2net.deploy.int8 import cpu_has_vnni, load_calibration
+from res2net.deploy.int8 import load_calibration
 
 ROOT = Path(__file__).resolve().parents[1]
+# BF16 rows appear where an engine runs it (OpenVINO only with native BF16).
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def section(rows, models, args, limits) -> str:
@@ -40,10 +50,12 @@ def section(rows, models, args, limits) -> str:
         "is built and warmed up first, then timed in turns (a few calls each, round-robin), so "
         "a slow spell of this shared VM hits all of them alike; Paddle Inference runs in "
         "PaddleClas's own interpreter right after. "
-        f"This CPU {'has' if cpu_has_vnni() else 'has no'} VNNI. Peak RSS = the process's "
+        f"CPU extensions: {cpu_isa()}. Peak RSS = the process's "
         "resident memory before the model's first engine plus that engine's own rise while "
         "built and warmed up (a model measured later in the run also carries heap that the "
         "earlier ones left behind).",
+        "",
+        *machine_lines("cpu", PRECISIONS),
         "",
         markdown_table(rows),
         "",
@@ -51,7 +63,9 @@ def section(rows, models, args, limits) -> str:
         "",
         "How close to the machine (`res2net bench --limits`): the floor is counted FLOPs "
         "divided by the best rate of a 3072x3072 matrix product measured at the start of "
-        "this run, FP32 (NumPy and PyTorch BLAS) and INT8 (ONNX Runtime `MatMulInteger`).",
+        "this run with the fastest kernel of each precision here: FP32 (NumPy, PyTorch, "
+        "OpenVINO `MatMul` f32), BF16 (PyTorch, OpenVINO `MatMul` bf16; where native) and "
+        "INT8 (ONNX Runtime `MatMulInteger`, OpenVINO's quantized `MatMul`).",
         "",
         *[f"- {line}" for line in limit_lines(rows, limits)],
         "",
@@ -73,7 +87,7 @@ def main() -> None:
     limits = measure_limits()
     calib = load_calibration([ROOT / "tests" / "data" / "images"])
     rows = run_benchmark(
-        models, None, sizes, ("fp32", "int8"), compare=True, with_preprocess=True,
+        models, None, sizes, PRECISIONS, compare=True, with_preprocess=True,
         warmup=args.warmup, iters=args.iters, calib=calib, limits=limits,
     )  # fmt: skip
     text = section(rows, models, args, limits)

@@ -355,6 +355,7 @@ def measure_engines(
     calib: np.ndarray | None = None,
     device: str = "cpu",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    weights: str | bool = False,
 ) -> list[Measurement]:
     """Latency rows of one model in each (engine, precision) of ``plan``, timed together.
 
@@ -365,7 +366,7 @@ def measure_engines(
     from res2net.models.registry import create_model, model_info
 
     info = model_info(name)
-    model = create_model(name).eval()
+    model = create_model(name, pretrained=weights).eval()
     base_rss = rss_mib()
     contenders = []
     for engine, precision in plan:
@@ -460,6 +461,7 @@ def run_benchmark(
     limits: Any = None,
     device: str = "cpu",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    weights: str | bool = False,
 ) -> list[Measurement]:
     """Measure every model x engine x precision x batch size (and the peers with ``compare``).
 
@@ -471,7 +473,10 @@ def run_benchmark(
         (the PyTorch engines on a GPU), ``int8`` (:data:`INT8_ENGINES`, CPU); a combination
         not measured (:func:`runs`) is skipped with a message.
     :param device: ``"cpu"`` or ``"cuda"``; on a GPU the peer is timm eager at every
-        precision, on the CPU all of :data:`PEERS` in FP32.
+        precision, on the CPU all of :data:`PEERS` (OpenVINO's plain conversion at fp32 and,
+        where native, bf16; Paddle Inference in fp32).
+    :param weights: a weight file or ``True`` (published) for the models (default random):
+        the "vs FP32" agreement of reduced precisions means most with real weights.
     """
     from res2net.deploy.runtimes import available_engines
 
@@ -500,6 +505,7 @@ def run_benchmark(
         rows += measure_engines(
             name, in_process, batch_sizes, warmup=warmup, iters=iters,
             with_preprocess=with_preprocess, calib=calib, device=device, log=log,
+            weights=weights,
         )  # fmt: skip
         if ("paddle-inference", "fp32") in chosen:
             # Another interpreter (PaddleClas's venv), so it runs after ours, not in turns.

@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50, help="timed runs per batch size")
     p.add_argument("--calib", nargs="+", help="images/folders to calibrate int8 (default: noise)")
+    p.add_argument(
+        "--weights",
+        help="weight file for --model (default random; bf16/int8 agreement with fp32 means "
+        "most with real weights)",
+    )
     p.add_argument("--compare", action="store_true", help="also timm eager, plain OpenVINO, Paddle")
     p.add_argument(
         "--limits",
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     rows = run_benchmark(
         args.model, args.engine, args.batch_sizes, args.precision, compare=args.compare,
         with_preprocess=args.with_preprocess, warmup=args.warmup, iters=args.iters, calib=calib,
-        limits=limits, device=args.device,
+        limits=limits, device=args.device, weights=args.weights or False,
     )  # fmt: skip
     if not rows:
         raise RuntimeError("nothing was measured (see the messages above)")

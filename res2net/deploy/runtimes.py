@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.util
 import os
 import tempfile
@@ -345,6 +346,7 @@ def openvino_config(hint: str | None = "LATENCY", precision: str | None = "fp32"
     return config
 
 
+@functools.cache
 def openvino_runs_bf16() -> bool:
     """Whether OpenVINO's CPU plugin has native BF16 here (AVX512-BF16 or AMX-BF16), read
     from its own ``OPTIMIZATION_CAPABILITIES``."""
