@@ -73,9 +73,11 @@ def _array(shape: tuple[int, ...], spec: str, raw: bytes) -> bytes:
         _global("numpy", "dtype") + _text(spec) + b"\x89\x88\x87R"  # dtype(spec, False, True)
         + b"(" + _int(3) + _text("<") + b"NNN" + _int(-1) + _int(-1) + _int(0) + b"tb"
     )  # fmt: skip
-    data = b"C" + bytes([len(raw)]) + raw if len(raw) < 256 else b"B" + struct.pack(
-        "<I", len(raw)
-    ) + raw
+    data = (
+        b"C" + bytes([len(raw)]) + raw
+        if len(raw) < 256
+        else b"B" + struct.pack("<I", len(raw)) + raw
+    )
     return (
         _global("numpy.core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
         + _int(0) + b"\x85" + b"C\x01b" + b"\x87R"

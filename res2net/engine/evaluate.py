@@ -273,7 +273,8 @@ def evaluate_folder(
             style=pre.get("style", "paddle"),
         )
     )
-    dataset = build_dataset(data, transform, list_file)
+    num_classes = getattr(model, "num_classes", None) or None
+    dataset = build_dataset(data, transform, list_file, num_classes=num_classes)
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping
     )
