@@ -122,10 +122,10 @@ def test_labels_out_of_range_are_refused_with_file_and_line(tmp_path):
     lst = tmp_path / "train.txt"
     for bad, words in (("-1", "label -1 is out of range"), ("10", "label 10 is out of range")):
         lst.write_text(f"a.png 0\nb.png {bad}\n")
-        with pytest.raises(ValueError, match=rf"train\.txt: line 2: {words} \(must be 0 to 9\)"):
+        with pytest.raises(ValueError, match=rf"train\.txt:2: {words} \(must be 0 to 9\)"):
             list_file_samples(lst, tmp_path, num_classes=10)
     lst.write_text("a.png 0\nb.png \u0663\n")  # an Arabic-Indic digit three
-    with pytest.raises(ValueError, match=r"train\.txt: line 2: expected"):
+    with pytest.raises(ValueError, match=r"train\.txt:2: expected"):
         list_file_samples(lst, tmp_path)
     for name in ("a", "b", "c"):
         (tmp_path / "folders" / name).mkdir(parents=True)

@@ -78,14 +78,14 @@ def list_file_samples(
             parts = []
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
             raise ValueError(
-                f"{list_file}: line {lineno}: expected 'relative/path label', got "
+                f"{list_file}:{lineno}: expected 'relative/path label', got "
                 f"{line.strip()[:200]!r}"
             )
         label = int(parts[1])
         if label < 0 or (num_classes is not None and label >= num_classes):
             limit = f"0 to {num_classes - 1}" if num_classes is not None else "0 or more"
             raise ValueError(
-                f"{list_file}: line {lineno}: label {label} is out of range (must be {limit}); "
+                f"{list_file}:{lineno}: label {label} is out of range (must be {limit}); "
                 "fix the list file or model.num_classes"
             )
         samples.append((root / parts[0], label))
