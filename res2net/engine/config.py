@@ -272,7 +272,6 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Apply one ``dotted.key=value`` override in place; the value is parsed as YAML."""
-    import yaml
 
     if "=" not in override:
         raise ConfigError(f"override {override!r} must look like key=value, e.g. optim.lr=0.05")
@@ -319,7 +318,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            raise ConfigError(
+                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         data = _parse_yaml(text, str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a YAML mapping of sections")
