@@ -94,7 +94,7 @@ MALFORMED = {
     "shape overflow": (json.dumps({"inputs": [_tensor(shape=[2**62, 3, SIZE, SIZE],
                                                       data=ZEROS)]}), None, "shape"),
     "shape overflow binary": (
-        json.dumps({"inputs": [_tensor(shape=[2**61 + 1, 3, SIZE, SIZE],
+        json.dumps({"inputs": [_tensor(shape=[2**62, 3, SIZE, SIZE],
                                        parameters={"binary_data_size": 0})]}), None, "FP32 needs"
     ),
     "string data": (json.dumps({"inputs": [_tensor(data=["1.5"] * len(ZEROS))]}), None, "'data'"),
@@ -121,7 +121,7 @@ def test_malformed_grpc_requests_get_invalid_argument(served):
     stub = pb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{running.grpc_port}"))
     request = pb.ModelInferRequest(model_name=HOSTILE_NAME)
     request.inputs.add(name="input", datatype="FP32", shape=[2**62, 3, SIZE, SIZE])
-    request.raw_input_contents.append(b"\0" * 16)
+    request.raw_input_contents.append(b"")  # 2**62 * 3 * 32 * 32 wraps to 0 in 64 bits
     with pytest.raises(grpc.RpcError) as err:
         stub.ModelInfer(request, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
