@@ -258,3 +258,60 @@ def test_fuzz_grpc_parsing_raises_only_4xx(shape, datatype, raw, values, extra_r
         _input_tensor(request, 2)
     except ServeError as exc:
         assert 400 <= exc.status < 500
+
+
+_SERVER_CHILD = """
+import json, resource, sys, threading
+from io import BytesIO
+import httpx, numpy as np
+from PIL import Image
+from res2net.data.transforms import preprocess
+from res2net.deploy.server import ModelService, ServeConfig, start_server
+from res2net.models.registry import Preprocess
+
+class Model:
+    model_name, labels, num_classes, weights = "m", ["a", "b"], 2, None
+    preprocess_cfg = Preprocess()
+    def predict_batch(self, batch):
+        return np.zeros((len(batch), 2), np.float32)
+    def preprocess(self, blob):
+        return preprocess(blob, self.preprocess_cfg)
+
+config = ServeConfig(
+    port=0, grpc_port=None, decode_pixels=int(sys.argv[1]), decode_threads=8, timeout_s=120
+)
+running = start_server(ModelService(Model(), config))
+buf = BytesIO()
+Image.new("L", (4000, 4000), 128).save(buf, "PNG")  # about 30 KB, 16 M pixels
+url = running.url + "/v1/classify"
+httpx.post(url, content=Image.new("L", (64, 64)).tobytes(), timeout=120)  # warm-up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+codes = []
+def go():
+    codes.append(httpx.post(url, content=buf.getvalue(), timeout=120).status_code)
+threads = [threading.Thread(target=go) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+running.stop()
+print(json.dumps({"codes": sorted(codes), "grew_mb": grew / 1024}))
+"""
+
+
+def test_concurrent_large_uploads_stay_within_the_decoding_budget():
+    """Eight concurrent 16 M-pixel uploads: with room for one, peak memory is about one
+    image's decoding (the rest get 503), not eight."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _SERVER_CHILD, "20000000"],
+        capture_output=True, text=True, timeout=600,
+        env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert 200 in result["codes"] and set(result["codes"]) <= {200, 503}, result
+    assert result["grew_mb"] < 400, result

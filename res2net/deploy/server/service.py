@@ -129,7 +129,7 @@ def _numbers(name: str, data: Any) -> np.ndarray:
         values = None
     if values is None or values.dtype.kind not in "iuf":
         raise ServeError(
-            400, f"input {name!r}: 'data' must be a (nested) list of numbers, nothing else"
+            400, f"input {name!r}: 'data' must hold only numbers (nested lists of them, no text)"
         )
     return values.astype(np.float32).reshape(-1)
 
