@@ -78,8 +78,7 @@ def list_file_samples(
             parts = []
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
             raise ValueError(
-                f"{list_file}:{lineno}: expected 'relative/path label', got "
-                f"{line.strip()[:200]!r}"
+                f"{list_file}:{lineno}: expected 'relative/path label', got {line.strip()[:200]!r}"
             )
         label = int(parts[1])
         if label < 0 or (num_classes is not None and label >= num_classes):
