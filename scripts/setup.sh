@@ -18,18 +18,31 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   fi
 fi
 
+# Run a pip command with its noise lines filtered out; pip's own exit status decides, so a
+# failed install stops the set-up with pip's message (grep's status, 1 when pip printed
+# nothing else, is ignored).
+quiet_pip() {
+  set +e
+  "$@" 2>&1 | grep -v '^WARNING: Location'
+  local status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" -ne 0 ]; then
+    echo "setup: failed (exit $status): $*" >&2
+    exit "$status"
+  fi
+}
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -e ".[all]" 2>&1 | grep -v '^WARNING: Location' || true
+quiet_pip .venv/bin/python -m pip install -q --upgrade pip
+quiet_pip .venv/bin/python -m pip install -q -e ".[all]"
 .venv/bin/python -c "import res2net, torch; print('res2net', res2net.__version__, 'torch', torch.__version__)"
 
 if [ "${1:-}" != "--no-ref" ]; then
   if [ ! -x .venv-ref/bin/python ] || ! .venv-ref/bin/python -c "import paddle, paddleclas" 2>/dev/null; then
     "$PY" -m venv .venv-ref
-    .venv-ref/bin/python -m pip install -q "paddlepaddle==3.3.1" "paddleclas==2.6.0" 2>&1 \
-      | grep -v '^WARNING: Location' || true
+    quiet_pip .venv-ref/bin/python -m pip install -q "paddlepaddle==3.3.1" "paddleclas==2.6.0"
   fi
   .venv-ref/bin/python -c "import paddle; print('reference: paddlepaddle', paddle.__version__)" 2>/dev/null
 fi

@@ -29,14 +29,24 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def folder_samples(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
-    """Samples of an ImageFolder layout: ``root/<class>/**/<image>``; classes sorted by name."""
+def folder_samples(
+    root: str | Path, num_classes: int | None = None
+) -> tuple[list[tuple[Path, int]], list[str]]:
+    """Samples of an ImageFolder layout: ``root/<class>/**/<image>``; classes sorted by name.
+
+    :param num_classes: the classifier's size; more class folders than this are refused.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} not found")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
         raise ValueError(f"{root}: no class sub-folders (expected root/<class>/<image>)")
+    if num_classes is not None and len(classes) > num_classes:
+        raise ValueError(
+            f"{root}: {len(classes)} class folders but the model has {num_classes} classes "
+            f"(last folder: {classes[-1]!r}); raise model.num_classes or remove folders"
+        )
     samples = [
         (path, label)
         for label, name in enumerate(classes)
@@ -48,8 +58,14 @@ def folder_samples(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]
     return samples, classes
 
 
-def list_file_samples(list_file: str | Path, root: str | Path) -> list[tuple[Path, int]]:
-    """Samples of a PaddleClas list file: ``relative/path label`` per line, under ``root``."""
+def list_file_samples(
+    list_file: str | Path, root: str | Path, num_classes: int | None = None
+) -> list[tuple[Path, int]]:
+    """Samples of a PaddleClas list file: ``relative/path label`` per line, under ``root``.
+
+    :param num_classes: labels must be ``0 .. num_classes - 1``; others are refused with
+        the file and line (negative labels always are).
+    """
     list_file, root = Path(list_file), Path(root)
     if not list_file.is_file():
         raise FileNotFoundError(f"list file {list_file} not found")
@@ -58,11 +74,20 @@ def list_file_samples(list_file: str | Path, root: str | Path) -> list[tuple[Pat
         if not line.strip():
             continue
         parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isascii():
+            parts = []
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
             raise ValueError(
-                f"{list_file}:{lineno}: expected 'relative/path label', got {line.strip()!r}"
+                f"{list_file}:{lineno}: expected 'relative/path label', got {line.strip()[:200]!r}"
             )
-        samples.append((root / parts[0], int(parts[1])))
+        label = int(parts[1])
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            limit = f"0 to {num_classes - 1}" if num_classes is not None else "0 or more"
+            raise ValueError(
+                f"{list_file}:{lineno}: label {label} is out of range (must be {limit}); "
+                "fix the list file or model.num_classes"
+            )
+        samples.append((root / parts[0], label))
     if not samples:
         raise ValueError(f"{list_file}: no samples")
     return samples
@@ -102,16 +127,18 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.samples[index]
         try:
-            image = load_image(path)
-        except ImageDecodeError as exc:
+            return self.transform(load_image(path)), label
+        except Exception as exc:  # noqa: BLE001 - one bad image (even a MemoryError) is its own
+            reason = (
+                str(exc) if isinstance(exc, ImageDecodeError) else f"{type(exc).__name__}: {exc}"
+            )
             if self.on_corrupt == "fail":
                 raise CorruptImageError(
-                    f"{path}: cannot decode image ({exc}); fix or remove it, or set "
+                    f"{path}: cannot decode image ({reason}); fix or remove it, or set "
                     "data.on_corrupt=skip"
                 ) from exc
-            warnings.warn(f"skipping corrupt image {path}: {exc}", stacklevel=2)
+            warnings.warn(f"skipping corrupt image {path}: {reason}", stacklevel=2)
             return None
-        return self.transform(image), label
 
 
 def collate_skipping(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -130,11 +157,17 @@ def build_dataset(
     transform: Callable,
     list_file: str | Path | None = None,
     on_corrupt: str = "skip",
+    num_classes: int | None = None,
 ) -> ImageDataset:
-    """An :class:`ImageDataset` from a folder, or a PaddleClas list file relative to it."""
+    """An :class:`ImageDataset` from a folder, or a PaddleClas list file relative to it.
+
+    :param num_classes: the classifier's size: labels outside it are refused here, naming
+        the list file and line (or the folder), not at the first batch.
+    """
     if list_file:
-        return ImageDataset(list_file_samples(list_file, root), transform, on_corrupt)
-    samples, classes = folder_samples(root)
+        samples = list_file_samples(list_file, root, num_classes)
+        return ImageDataset(samples, transform, on_corrupt)
+    samples, classes = folder_samples(root, num_classes)
     return ImageDataset(samples, transform, on_corrupt, classes)
 
 

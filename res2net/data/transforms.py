@@ -52,11 +52,13 @@ def center_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:
 _COEF_SCALE = 2048
 
 
-def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
-    """Source indices (first, second) and their int weights for one axis, as OpenCV's
-    ``resize`` computes them: float32 half-pixel coordinate, clamped at both borders,
-    each weight rounded to 1/2048 on its own."""
-    coord = ((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).astype(np.float32)
+def _linear_taps(n_in: int, n_out: int, start: int, count: int) -> tuple[np.ndarray, ...]:
+    """Source indices (first, second) and their int weights for output positions
+    ``start .. start + count - 1`` of one axis, as OpenCV's ``resize`` computes them: float32
+    half-pixel coordinate, clamped at both borders, each weight rounded to 1/2048 on its
+    own. Each position's taps depend on it alone, so a window costs only its own length."""
+    positions = np.arange(start, start + count, dtype=np.float64)
+    coord = ((positions + 0.5) * (n_in / n_out) - 0.5).astype(np.float32)
     first = np.floor(coord)
     frac = coord - first
     first = first.astype(np.int64)
@@ -84,14 +86,16 @@ def opencv_linear_resize(
     """
     in_h, in_w = pixels.shape[:2]
     left, top, out_w, out_h = window or (0, 0, width, height)
-    x0, x1, wx0, wx1 = (t[left : left + out_w] for t in _linear_taps(in_w, width))
-    y0, y1, wy0, wy1 = (t[top : top + out_h] for t in _linear_taps(in_h, height))
+    x0, x1, wx0, wx1 = _linear_taps(in_w, width, left, out_w)
+    y0, y1, wy0, wy1 = _linear_taps(in_h, height, top, out_h)
     wx0, wx1 = wx0[None, :, None], wx1[None, :, None]
 
     def horizontal(rows: np.ndarray) -> np.ndarray:
-        # Exact integers (value x 2048), as OpenCV's horizontal pass.
-        picked = pixels[rows]
-        return picked[:, x0].astype(np.int32) * wx0 + picked[:, x1].astype(np.int32) * wx1
+        # Exact integers (value x 2048), as OpenCV's horizontal pass. Only the window's
+        # rows x columns are gathered, never whole source rows (a 1 x 50,000,000 image).
+        first = pixels[rows[:, None], x0[None, :]].astype(np.int32)
+        second = pixels[rows[:, None], x1[None, :]].astype(np.int32)
+        return first * wx0 + second * wx1
 
     upper, lower = horizontal(y0), horizontal(y1)
     # Vertical pass rounded as OpenCV's SIMD kernel (VResizeLinearVec_32s8u): drop 4 bits,
@@ -128,10 +132,36 @@ def _paddle_style(image: Image.Image, cfg: Preprocess) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
 
 
+# Above this many resized pixels (about 96 MB as RGB) the timm-style resize computes only
+# the crop: an ordinary photo (any aspect ratio up to 1:512 at a 256 short side) stays on
+# torchvision's exact path; a 1 x 300,000 strip no longer resizes to 256 x 76,800,000 first.
+_FULL_RESIZE_PIXELS = 1 << 25
+
+
+def _timm_resized_size(width: int, height: int, short: int) -> tuple[int, int]:
+    """torchvision's Resize(int) output (width, height): the long side truncated."""
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
+
+
 def _timm_style(image: Image.Image, cfg: Preprocess) -> torch.Tensor:
     # timm's eval transform: Resize(short side) -> CenterCrop -> ToTensor -> Normalize.
-    resized = F.resize(image, cfg.resize_short, _interpolation(cfg))
-    tensor = F.to_tensor(F.center_crop(resized, [cfg.crop, cfg.crop]))
+    mode = _interpolation(cfg)
+    new_w, new_h = _timm_resized_size(image.width, image.height, cfg.resize_short)
+    if new_w * new_h <= _FULL_RESIZE_PIXELS or min(new_w, new_h) < cfg.crop:
+        resized = F.resize(image, cfg.resize_short, mode)
+        cropped = F.center_crop(resized, [cfg.crop, cfg.crop])
+    else:
+        # The crop's box in source coordinates, resized alone (Pillow's ``box``): the same
+        # sampling positions, within one level of the full resize (float rounding).
+        left = int(round((new_w - cfg.crop) / 2.0))
+        top = int(round((new_h - cfg.crop) / 2.0))
+        sx, sy = image.width / new_w, image.height / new_h
+        box = (left * sx, top * sy, (left + cfg.crop) * sx, (top + cfg.crop) * sy)
+        resample = F.pil_modes_mapping[mode]
+        cropped = image.resize((cfg.crop, cfg.crop), resample, box=box)
+    tensor = F.to_tensor(cropped)
     return F.normalize(tensor, list(cfg.mean), list(cfg.std))
 
 

@@ -221,6 +221,8 @@ class Predictor:
             return name, self.preprocess(source)
         except ValueError as exc:  # ImageDecodeError and bad preprocessing settings
             return name, str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure of one input is that input's
+            return name, f"{name}: cannot classify ({type(exc).__name__}: {str(exc)[:200]})"
 
     def _classify(self, chunk: list[tuple[str, Any]]) -> list[Prediction]:
         good = [i for i, (_, value) in enumerate(chunk) if isinstance(value, torch.Tensor)]

@@ -272,12 +272,13 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Apply one ``dotted.key=value`` override in place; the value is parsed as YAML."""
-    import yaml
 
     if "=" not in override:
         raise ConfigError(f"override {override!r} must look like key=value, e.g. optim.lr=0.05")
     key, raw = override.split("=", 1)
     parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {override!r}: empty key part; use dotted.key=value")
     node = data
     for part in parts[:-1]:
         child = node.get(part)
@@ -286,19 +287,41 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = _parse_yaml(raw, f"override {override!r}")
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load(text)``; a syntax error, unknown tag or nesting too deep becomes a
+    :class:`ConfigError` naming ``where`` and the line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise ConfigError(f"{where}: {line}{detail}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deep") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
     """Read a YAML config (or start from the defaults) and apply ``key=value`` overrides."""
-    import yaml
-
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found (see configs/ for examples)")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        data = _parse_yaml(text, str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a YAML mapping of sections")
     for override in overrides:

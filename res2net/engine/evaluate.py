@@ -85,6 +85,8 @@ def model_from_weights(
     from res2net.models.res2net import Res2Net, Res2NetConfig
 
     meta = read_training_metadata(weights) if weights else {}
+    if meta:
+        check_training_export(weights, meta)
     if name is None:
         if "arch" not in meta:
             raise ValueError(
@@ -125,15 +127,115 @@ def _classes_in_file(path: str | Path) -> int:
 
 
 def read_training_metadata(path: str | Path) -> dict[str, Any]:
-    """The JSON metadata our trainer stores in a ``.safetensors`` export ({} for others)."""
+    """The JSON metadata our trainer stores in a ``.safetensors`` export ({} for others).
+
+    :raises WeightFileError: unreadable file, or metadata that is not a JSON object.
+    """
+    from res2net.weights.io import WeightFileError
+
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return {}
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as fh:
-        raw = (fh.metadata() or {}).get("res2net_training")
-    return json.loads(raw) if raw else {}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("res2net_training")
+        meta = json.loads(raw) if raw else {}
+    except Exception as exc:  # noqa: BLE001 - safetensors and json fail in many ways
+        raise WeightFileError(
+            f"{path}: unreadable training metadata ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    if not isinstance(meta, dict):
+        raise WeightFileError(f"{path}: training metadata is not a JSON object")
+    return meta
+
+
+# What `res2net train` writes (engine.train._metadata) and the bounds a sane file keeps.
+_META_KEYS = {"arch", "model", "num_classes", "classes", "preprocess"}
+_META_REQUIRED = {"arch", "num_classes", "preprocess"}
+_MAX_CLASSES = 1_000_000
+_ARCH_TYPES = {
+    "depth": int, "width": int, "scales": int, "deep_stem": bool, "avg_down": bool,
+    "flavour": str, "cardinality": int,
+}  # fmt: skip
+_ARCH_MAX = {"width": 1024, "scales": 64, "cardinality": 64}
+
+
+def _check_metadata_fields(meta: dict[str, Any]) -> str | None:
+    """Why ``meta`` is not what `res2net train` writes, or ``None``."""
+    if unknown := sorted(set(meta) - _META_KEYS):
+        return f"unknown metadata key(s) {', '.join(map(repr, unknown))}"
+    if missing := sorted(_META_REQUIRED - set(meta)):
+        return f"missing metadata key(s) {', '.join(missing)}"
+    n = meta["num_classes"]
+    if type(n) is not int or not 1 <= n <= _MAX_CLASSES:
+        return f"num_classes {n!r} is not a whole number from 1 to {_MAX_CLASSES:,}"
+    classes = meta.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list)
+        or len(classes) != n
+        or not all(isinstance(c, str) for c in classes)
+    ):
+        return f"classes is not a list of {n} names"
+    arch = meta["arch"]
+    if not isinstance(arch, dict) or set(arch) - set(_ARCH_TYPES):
+        return f"arch must be an object with keys from {', '.join(_ARCH_TYPES)}"
+    for key, value in arch.items():
+        if type(value) is not _ARCH_TYPES[key] or value > _ARCH_MAX.get(key, value):
+            return f"arch.{key} = {value!r} is not a sane {_ARCH_TYPES[key].__name__}"
+    pre = meta["preprocess"]
+    if not isinstance(pre, dict):
+        return "preprocess is not an object"
+    sizes = [pre.get("resize_short"), pre.get("crop")]
+    if not all(type(v) is int and 1 <= v <= 8192 for v in sizes):
+        return "preprocess.resize_short / crop must be whole numbers from 1 to 8192"
+    for key in ("mean", "std"):
+        values = pre.get(key)
+        if not (isinstance(values, list) and len(values) == 3):
+            return f"preprocess.{key} must be a list of 3 numbers"
+        if not all(type(v) in (int, float) for v in values):
+            return f"preprocess.{key} must be a list of 3 numbers"
+    if pre.get("style", "paddle") not in ("paddle", "timm"):
+        return "preprocess.style must be 'paddle' or 'timm'"
+    return None
+
+
+def check_training_export(path: str | Path, meta: dict[str, Any]) -> None:
+    """Check a training export's metadata, and that its architecture matches the file's
+    tensors, before a network is built from it (a shape-only network on the meta device).
+
+    :raises WeightFileError: naming the file and what is wrong.
+    """
+    from safetensors import safe_open
+
+    from res2net.models.res2net import Res2Net, Res2NetConfig
+    from res2net.weights.io import WeightFileError
+
+    reason = _check_metadata_fields(meta)
+    if reason is None:
+        try:
+            with torch.device("meta"):
+                shapes = Res2Net(Res2NetConfig(**meta["arch"]), num_classes=meta["num_classes"])
+            wanted = {k: tuple(v.shape) for k, v in shapes.state_dict().items()}
+        except (ValueError, TypeError) as exc:
+            reason = f"arch is not a valid Res2Net ({exc})"
+    if reason is None:
+        with safe_open(str(path), framework="pt") as fh:
+            found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+        wanted = {k: v for k, v in wanted.items() if not k.endswith("num_batches_tracked")}
+        found = {k: v for k, v in found.items() if not k.endswith("num_batches_tracked")}
+        if wanted != found:
+            odd = sorted(set(wanted.items()) ^ set(found.items()))[:3]
+            reason = (
+                "the architecture in its metadata does not match the tensors in the file "
+                f"(first differences: {', '.join(f'{k} {s}' for k, s in odd)})"
+            )
+    if reason is not None:
+        raise WeightFileError(
+            f"{path}: not a valid `res2net train` export: {reason}. Re-export it with "
+            "`res2net train`, or pass --model with the architecture."
+        )
 
 
 def evaluate_folder(
@@ -171,7 +273,8 @@ def evaluate_folder(
             style=pre.get("style", "paddle"),
         )
     )
-    dataset = build_dataset(data, transform, list_file)
+    num_classes = getattr(model, "num_classes", None) or None
+    dataset = build_dataset(data, transform, list_file, num_classes=num_classes)
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping
     )

@@ -243,14 +243,18 @@ def _data(cfg: Config, ctx: _Dist, device: torch.device):
         mean=d.mean,
         std=d.std,
     )
-    train_set = build_dataset(d.train_dir, augment, d.train_list, d.on_corrupt)
+    train_set = build_dataset(
+        d.train_dir, augment, d.train_list, d.on_corrupt, cfg.model.num_classes
+    )
     if cfg.distill is not None and cfg.distill.unlabeled_dirs:
         extra = unlabeled_samples(cfg.distill.unlabeled_dirs)
         train_set = ImageDataset(
             train_set.samples + extra, augment, d.on_corrupt, train_set.classes
         )
     preprocess = Preprocess(resize_short=d.resize_short, crop=d.image_size, mean=d.mean, std=d.std)
-    val_set = build_dataset(d.val_dir, eval_transform(preprocess), d.val_list, d.on_corrupt)
+    val_set = build_dataset(
+        d.val_dir, eval_transform(preprocess), d.val_list, d.on_corrupt, cfg.model.num_classes
+    )
 
     bs = cfg.train.batch_size
     if len(train_set) < bs * ctx.world:

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,14 +19,11 @@ import torch
 from torch import Tensor
 
 from res2net.models.res2net import Res2Net, Res2NetConfig
+from res2net.weights.errors import WeightFileError
 from res2net.weights.paddle import paddle_names, read_pdparams
 
 HEAD_KEYS = ("fc.weight", "fc.bias")
 PADDLE_HEAD_WEIGHT = "out.weight"
-
-
-class WeightFileError(ValueError):
-    """A weight file could not be read, or does not fit the model."""
 
 
 @dataclass
@@ -65,7 +63,32 @@ def _sniff_format(path: Path) -> str:
     )
 
 
+def _check_pth_zip(path: Path) -> None:
+    """Refuse what ``torch.save`` never writes before torch reads it: compressed entries
+    (a few bytes can inflate to gigabytes) and entries that claim more bytes than the file
+    holds."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightFileError(f"{path}: not a readable .pth zip archive ({exc})") from None
+    size = path.stat().st_size
+    for info in entries:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise WeightFileError(
+                f"{path}: zip entry {info.filename[:100]!r} is compressed; torch.save stores "
+                "entries uncompressed, so this file was not written by it and is refused"
+            )
+        if info.file_size > size or info.header_offset + info.file_size > size:
+            raise WeightFileError(
+                f"{path}: zip entry {info.filename[:100]!r} claims {info.file_size:,} bytes, "
+                f"more than the file's {size:,}; the file is truncated or crafted"
+            )
+
+
 def _read_pth(path: Path) -> dict[str, Tensor]:
+    if zipfile.is_zipfile(path):
+        _check_pth_zip(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad or unsafe files
@@ -78,8 +101,10 @@ def _read_pth(path: Path) -> dict[str, Tensor]:
         if isinstance(obj, dict) and isinstance(obj.get(container), dict):
             obj = obj[container]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise WeightFileError(f"{path}: expected a dict of tensors (a state_dict)")
+    if not isinstance(obj, dict) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    ):
+        raise WeightFileError(f"{path}: expected a dict of name -> tensor (a state_dict)")
     # DataParallel / DDP checkpoints prefix every key with "module.".
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
@@ -98,17 +123,21 @@ def read_weight_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], str, d
     fmt = _sniff_format(path)
     if fmt == "pdparams":
         arrays = read_pdparams(path)
-        return {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}, fmt, {}
+        # The reader's arrays are its own, writable copies: no second copy needed.
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}, fmt, {}
     if fmt == "pth":
         return _read_pth(path), fmt, {}
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as fh:
             state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
             metadata = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightFileError(f"{path}: unreadable or truncated .safetensors file ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - a crafted header may fail in many ways
+        raise WeightFileError(
+            f"{path}: unreadable or truncated .safetensors file ({type(exc).__name__}: "
+            f"{str(exc)[:200]})"
+        ) from None
     return state, fmt, metadata
 
 

@@ -53,9 +53,11 @@ def _rpc(method: Callable) -> Callable:
             if exc.retry_after is not None:
                 context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
             context.abort(status, exc.message)
-        except Exception:
-            code = "INTERNAL"
+        except grpc.RpcError:
             raise
+        except Exception as exc:  # noqa: BLE001 - a bug must still answer with a status
+            code = "INTERNAL"
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
         finally:
             self.service.metrics.observe_request("grpc", name, code, time.perf_counter() - began)
 

@@ -8,7 +8,9 @@ uses by default. Errors are ``{"error": message}`` with a 4xx/5xx status, as the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import html
 import json
 import time
 from typing import Any
@@ -85,7 +87,7 @@ class GuardMiddleware:
             length = headers.get("content-length")
             if length is None:
                 return error_response(411, "send a Content-Length header (chunked bodies refused)")
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 return error_response(400, f"invalid Content-Length {length!r}")
             if int(length) > config.max_body_bytes:
                 return error_response(
@@ -175,7 +177,8 @@ def _parse_infer_body(
 def _split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     """The JSON header and the binary tensor data that follows it (if any)."""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        valid = header_length.isascii() and header_length.isdigit()
+        if not valid or int(header_length) > len(body):
             raise ServeError(400, f"{HEADER_LENGTH} {header_length!r} does not fit the body")
         text, binary = body[: int(header_length)], body[int(header_length) :]
     else:
@@ -184,6 +187,8 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
         header = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ServeError(400, f"malformed JSON in the inference request: {exc}") from None
+    except RecursionError:
+        raise ServeError(400, "the inference request's JSON is nested too deep") from None
     if not isinstance(header, dict):
         raise ServeError(400, "the inference request must be a JSON object")
     return header, binary
@@ -200,11 +205,11 @@ def _parse_infer_request(
     for key in ("name", "datatype", "shape"):
         if key not in tensor:
             raise ServeError(400, f"input tensor is missing the required field {key!r}")
-    params = tensor.get("parameters") or {}
+    params = _parameters(tensor, "inputs[0].parameters")
     raw = None
     if "binary_data_size" in params:
         size = params["binary_data_size"]
-        if not isinstance(size, int) or size != len(binary):
+        if type(size) is not int or size != len(binary):
             raise ServeError(
                 400, f"binary_data_size {size!r} does not match the {len(binary)} bytes sent"
             )
@@ -217,7 +222,7 @@ def _parse_infer_request(
         data=tensor.get("data"),
         image_size=image_size,
     )
-    binary_default = bool((header.get("parameters") or {}).get("binary_data_output", False))
+    binary_default = bool(_parameters(header, "parameters").get("binary_data_output", False))
     requested = header.get("outputs")
     if requested is None:
         return images, {}
@@ -226,16 +231,26 @@ def _parse_infer_request(
     ):
         raise ServeError(400, "'outputs' must be a list of objects with a 'name'")
     outputs = {
-        o["name"]: bool((o.get("parameters") or {}).get("binary_data", binary_default))
+        o["name"]: bool(_parameters(o, "outputs[].parameters").get("binary_data", binary_default))
         for o in requested
     }
     return images, outputs
 
 
+def _parameters(holder: dict, field: str) -> dict:
+    """A request object's ``parameters``: absent, null or a JSON object, nothing else."""
+    params = holder.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ServeError(400, f"{field!r} must be a JSON object, not {type(params).__name__}")
+    return params
+
+
 def _infer_response(
     service: ModelService, header: dict, results: dict[str, np.ndarray], binary: dict[str, bool]
 ) -> Response:
-    binary_default = bool((header.get("parameters") or {}).get("binary_data_output", False))
+    binary_default = bool(_parameters(header, "parameters").get("binary_data_output", False))
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, array in results.items():
@@ -264,15 +279,19 @@ def _infer_response(
 def _add_classify_routes(app: FastAPI, service: ModelService) -> None:
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        return UPLOAD_PAGE.replace("{{MODEL}}", service.name)
+        # The name comes from the weights' metadata: escaped, like everything the page shows
+        # (labels and file names are set as text by its script, never as HTML).
+        return UPLOAD_PAGE.replace("{{MODEL}}", html.escape(service.name, quote=True))
 
     @app.post("/v1/classify")
     async def classify(request: Request, topk: int = service.config.topk) -> dict:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + service.config.timeout_s  # decoding counts in the timeout
         blobs = await _read_images(request)
-        tensors, errors = await run_in_threadpool(service.decode_images, blobs)
+        tensors, errors = await service.decode_images_async(blobs, deadline)
         if not tensors:
             raise ServeError(400, "no image could be decoded: " + "; ".join(filter(None, errors)))
-        logits = await service.logits_async(np.stack(tensors))
+        logits = await service.logits_async(np.stack(tensors), deadline - loop.time())
         tops = iter(service.top_k(logits, topk))
         predictions = [
             {"source": source, "error": error, **({} if error else next(tops))}

@@ -20,6 +20,7 @@ import numpy as np
 import uvicorn
 
 from res2net.deploy.server.grpc_api import create_grpc_server
+from res2net.deploy.server.http_protocol import with_header_timeout
 from res2net.deploy.server.rest import create_app
 from res2net.deploy.server.service import ModelService, ServeConfig
 
@@ -88,6 +89,7 @@ class RunningServer:
         self.http_port: int = self._sock.getsockname()[1]
         uv_config = uvicorn.Config(
             create_app(service),
+            http=with_header_timeout(config.header_timeout_s),
             log_level=log_level,
             timeout_graceful_shutdown=int(config.timeout_s) + 1,
         )

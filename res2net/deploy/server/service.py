@@ -10,8 +10,11 @@ Tensor names, shapes and datatypes follow the Open Inference Protocol v2
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
+import math
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Any
 
 import numpy as np
@@ -52,6 +55,13 @@ class ServeConfig:
     topk: int = 5
     api_key: str | None = None
     retry_after_s: int = 1
+    # Decoding budget: pixels of all images being decoded at once (a decoded pixel costs
+    # about 9 bytes at peak: gray, RGB, array, resize), on this many threads. A request
+    # that would go over it is refused with 503, one image larger than all of it with 413.
+    decode_pixels: int = 100_000_000
+    decode_threads: int = 2
+    # Connections that have not sent a request's headers within this many seconds are closed.
+    header_timeout_s: float = 10.0
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -80,11 +90,13 @@ def decode_tensor(
         raise ServeError(400, f"unknown input {name!r}; this model has one input {INPUT_NAME!r}")
     if datatype != "FP32":
         raise ServeError(400, f"input {name!r} has datatype {datatype!r}; expected 'FP32'")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ServeError(400, f"input {name!r} shape must be a list of sizes; got {shape!r}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ServeError(400, f"input {name!r} shape must be a list of sizes; got {shape!r:.200}")
     if len(shape) != 4 or shape[1:] != [3, image_size, image_size] or shape[0] < 1:
         raise ServeError(400, f"input {name!r} has shape {shape}; expected {expected}, N >= 1")
-    count = int(np.prod(shape))
+    # Python's integers: a declared size whose product overflows 64 bits stays exact and
+    # simply disagrees with the bytes or values sent.
+    count = math.prod(shape)
     if raw is not None:
         if len(raw) != 4 * count:
             raise ServeError(
@@ -94,10 +106,7 @@ def decode_tensor(
             )
         array = np.frombuffer(raw, dtype="<f4")
     elif data is not None:
-        try:
-            array = np.asarray(data, dtype=np.float32).reshape(-1)
-        except (TypeError, ValueError):
-            raise ServeError(400, f"input {name!r}: 'data' must hold only numbers") from None
+        array = _numbers(name, data)
         if array.size != count:
             raise ServeError(
                 400,
@@ -109,6 +118,20 @@ def decode_tensor(
     if not np.isfinite(array).all():
         raise ServeError(400, f"input {name!r} contains NaN or infinity")
     return array
+
+
+def _numbers(name: str, data: Any) -> np.ndarray:
+    """``data`` as flat float32, refusing strings, booleans, nulls and ragged nesting (numpy
+    would read "1.5" as a number)."""
+    try:
+        values = np.asarray(data)
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        values = None
+    if values is None or values.dtype.kind not in "iuf":
+        raise ServeError(
+            400, f"input {name!r}: 'data' must hold only numbers (nested lists of them, no text)"
+        )
+    return values.astype(np.float32).reshape(-1)
 
 
 class ModelService:
@@ -143,6 +166,11 @@ class ModelService:
             on_batch=self.metrics.observe_batch,
         )
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
+        self._decode_pool = ThreadPoolExecutor(
+            max(1, config.decode_threads), thread_name_prefix="res2net-decode"
+        )
+        self._decode_lock = threading.Lock()
+        self._pixels_in_flight = 0
 
     # -- metadata ---------------------------------------------------------------------
 
@@ -192,11 +220,13 @@ class ModelService:
         except BatcherClosedError as exc:
             raise ServeError(503, str(exc), retry_after=self.config.retry_after_s) from None
 
-    async def logits_async(self, images: np.ndarray) -> np.ndarray:
-        """Logits for a batch, awaited from the event loop, with the request timeout."""
+    async def logits_async(self, images: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
+        """Logits for a batch, awaited from the event loop, with the request timeout (or
+        what is left of it, ``timeout_s``)."""
         future = self.submit(images)
+        timeout = self.config.timeout_s if timeout_s is None else max(timeout_s, 0.001)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.config.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except asyncio.TimeoutError:
             raise ServeError(504, self._timeout_message()) from None
 
@@ -226,17 +256,11 @@ class ModelService:
     # -- images -----------------------------------------------------------------------
 
     def decode_images(self, blobs: list[tuple[str, bytes]]) -> tuple[list, list[str | None]]:
-        """Decode and preprocess encoded images; a bad image fails alone.
+        """Decode and preprocess encoded images; a bad image fails alone, whatever the error.
 
         :returns: the tensors of the good images and, per input, ``None`` or its error.
         """
-        if not blobs:
-            raise ServeError(400, "no image in the request: send a multipart field or raw body")
-        if len(blobs) > self.config.max_images_per_request:
-            raise ServeError(
-                413,
-                f"{len(blobs)} images in one request; at most {self.config.max_images_per_request}",
-            )
+        self._check_count(blobs)
         tensors, errors = [], []
         for source, blob in blobs:
             try:
@@ -244,7 +268,53 @@ class ModelService:
                 errors.append(None)
             except ValueError as exc:
                 errors.append(f"{source}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - even a MemoryError is this image's
+                errors.append(f"{source}: cannot decode ({type(exc).__name__})")
         return tensors, errors
+
+    def _check_count(self, blobs: list) -> None:
+        if not blobs:
+            raise ServeError(400, "no image in the request: send a multipart field or raw body")
+        if len(blobs) > self.config.max_images_per_request:
+            raise ServeError(
+                413,
+                f"{len(blobs)} images in one request; at most {self.config.max_images_per_request}",
+            )
+
+    async def decode_images_async(
+        self, blobs: list[tuple[str, bytes]], deadline: float
+    ) -> tuple[list, list[str | None]]:
+        """:meth:`decode_images` on the bounded decode threads, within the pixel budget and
+        the request's ``deadline`` (``loop.time()``): 503 over the budget, 413 for images
+        larger than all of it, 504 past the deadline."""
+        self._check_count(blobs)
+        pixels = sum(_declared_pixels(blob) for _, blob in blobs)
+        if pixels > self.config.decode_pixels:
+            raise ServeError(
+                413,
+                f"the images hold {pixels:,} pixels, over the server's decoding budget of "
+                f"{self.config.decode_pixels:,}; send smaller images or fewer per request",
+            )
+        with self._decode_lock:
+            if self._pixels_in_flight + pixels > self.config.decode_pixels:
+                self.metrics.rejected.inc()
+                raise ServeError(
+                    503,
+                    "the server is decoding as many pixels as it allows; retry shortly",
+                    retry_after=self.config.retry_after_s,
+                )
+            self._pixels_in_flight += pixels
+        job = self._decode_pool.submit(self.decode_images, blobs)
+        job.add_done_callback(lambda _: self._release_pixels(pixels))  # also when cancelled
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(job), max(remaining, 0.001))
+        except asyncio.TimeoutError:
+            raise ServeError(504, self._timeout_message()) from None
+
+    def _release_pixels(self, pixels: int) -> None:
+        with self._decode_lock:
+            self._pixels_in_flight -= pixels
 
     def top_k(self, logits: np.ndarray, k: int) -> list[dict[str, Any]]:
         """Top-k class ids, probabilities and labels of each row (as the Predictor ranks)."""
@@ -265,6 +335,19 @@ class ModelService:
         """Finish queued work and stop the batcher (graceful shutdown)."""
         self.ready = False
         self.batcher.close(timeout=self.config.timeout_s)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _declared_pixels(blob: bytes) -> int:
+    """Width x height from the image's header, without decoding it (0 when unreadable:
+    decoding then reports the error, at no cost)."""
+    from PIL import Image
+
+    try:
+        with Image.open(BytesIO(blob)) as image:
+            return int(image.width) * int(image.height)
+    except Exception:  # noqa: BLE001 - any unreadable header is the decoder's to report
+        return 0
 
 
 def _describe_preprocess(cfg: Any) -> str:
