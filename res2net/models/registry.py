@@ -9,10 +9,10 @@ exports) reads them from here.
 from __future__ import annotations
 
 import difflib
-import functools
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from res2net.models.counting import count_model
 from res2net.models.res2net import Res2Net, Res2NetConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -199,26 +199,6 @@ def create_model(
 
     load_weights(model, path, skip_head=skip_head)
     return model.eval()
-
-
-@functools.cache
-def count_model(config: Res2NetConfig, image_size: int = 224) -> tuple[int, float]:
-    """Exact trainable parameters and GFLOPs (2 x multiply-accumulates) of a 1000-class net.
-
-    FLOPs come from PyTorch's own operator-level counter (``torch.utils.flop_counter``),
-    which counts convolutions and matrix products as 2 x MACs, the convention of
-    PaddleClas's table. The model is built on the ``meta`` device: no memory, no compute.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"):
-        model = Res2Net(config, num_classes=1000).eval()
-        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        x = torch.empty(1, 3, image_size, image_size)
-        with FlopCounterMode(display=False) as counter:
-            model(x)
-    return params, counter.get_total_flops() / 1e9
 
 
 def model_info(name: str) -> dict[str, Any]:
