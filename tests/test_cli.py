@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import timm
+from conftest import PHOTOS
 
+from res2net.cli import build_parser
 from res2net.cli import main as cli_main
 from res2net.models import counting
 from res2net.models.registry import get_entry, model_info
@@ -57,3 +60,157 @@ def test_models_table_fits_100_columns(capsys):
     assert cli_main(["models", "--wide", "--family", "official"]) == 0
     wide = capsys.readouterr().out
     assert "https://huggingface.co/timm/res2net50d" in wide
+
+
+# -- a file written by `res2net train` is enough for every command ----------------------
+
+ARCH = {"depth": 50, "width": 4, "scales": 4, "deep_stem": True, "avg_down": True}
+CLASSES = ["ant", "bee", "cat"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A training export as `res2net train` writes it (its metadata, its key names), with
+    BatchNorm statistics made non-trivial so outputs depend on the image; and the network."""
+    import torch
+
+    from res2net.engine.checkpoint import export_weights
+    from res2net.models.res2net import Res2Net, Res2NetConfig
+
+    torch.manual_seed(0)
+    net = Res2Net(Res2NetConfig(**ARCH), num_classes=len(CLASSES))
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    meta = {
+        "arch": ARCH, "model": None, "num_classes": len(CLASSES), "classes": CLASSES,
+        "preprocess": {"resize_short": 64, "crop": 56, "mean": [0.5] * 3, "std": [0.5] * 3},
+    }  # fmt: skip
+    folder = tmp_path_factory.mktemp("runs") / "tiny"
+    path = export_weights(net, folder / "final.safetensors", {"res2net_training": json.dumps(meta)})
+    return path, net.eval()
+
+
+def _photo_batch(path):
+    from res2net.deploy.predictor import Predictor
+
+    predictor = Predictor(None, path, num_workers=0)
+    return np.stack([predictor.preprocess(p).numpy() for p in PHOTOS[:2]])
+
+
+def test_export_from_a_training_file_alone(trained, tmp_path, capsys):
+    import torch
+
+    from res2net.deploy.export import load_exported
+
+    path, net = trained
+    out = tmp_path / "tiny.onnx"
+    assert cli_main(["export", "--weights", str(path), "--output", str(out)]) == 0, capsys
+    runtime = load_exported(out)  # ONNX Runtime reads the file
+    batch = _photo_batch(path)
+    assert batch.shape[-1] == 56  # the file's own preprocessing
+    with torch.no_grad():
+        expected = net(torch.from_numpy(batch)).numpy()
+    got = runtime(batch)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert runtime.metadata["labels"] == CLASSES
+    assert runtime.metadata["preprocess"]["crop"] == 56
+
+
+def test_bench_from_a_training_file_alone(trained, capsys):
+    path, net = trained
+    args = ["bench", "--weights", str(path), "--engine", "eager", "--batch-sizes", "1",
+            "--warmup", "0", "--iters", "1", "--json"]  # fmt: skip
+    assert cli_main(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    _, gflops = counting.count_network(net.config, 224, len(CLASSES))
+    assert row["model"] == str(path) and row["gflops"] == pytest.approx(gflops, abs=1e-3)
+
+
+def test_serve_from_a_training_file_alone(trained, tmp_path):
+    """`res2net serve --weights FILE` as a subprocess; its answers are the network's."""
+    import signal
+
+    import httpx
+    import torch
+
+    from tests.test_server import launch
+
+    path, net = trained
+    proc, ports = launch(["--weights", str(path), "--log-level", "warning"], tmp_path / "log")
+    try:
+        files = [("image", (p.name, p.read_bytes())) for p in PHOTOS[:2]]
+        url = f"http://127.0.0.1:{ports['rest']}/v1/classify?topk=2"
+        answer = httpx.post(url, files=files, timeout=120).json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(_photo_batch(path))).topk(2).indices.tolist()
+    assert [p["class_ids"] for p in answer["predictions"]] == expected
+    assert answer["predictions"][0]["labels"] == [CLASSES[i] for i in expected[0]]
+
+
+def test_export_says_it_downloads_and_offers_random_weights(capsys, tmp_path):
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["export"]
+                         .format_help().split())  # fmt: skip
+    assert "PUBLISHED weights, downloaded" in help_text and "--random-weights" in help_text
+    out = tmp_path / "r.onnx"
+    args = ["export", "--model", "Res2Net50_26w_4s", "--random-weights", "--output", str(out)]
+    assert cli_main(args) == 0
+    assert "RANDOM weights" in capsys.readouterr().err and out.is_file()
+
+
+def test_offline_export_names_the_weights_flag(tmp_path, monkeypatch, capsys):
+    """No network: the published-weights error tells the CLI user about --weights."""
+    monkeypatch.setenv("RES2NET_CACHE", str(tmp_path))
+    monkeypatch.setenv("RES2NET_WEIGHTS_URL", "http://127.0.0.1:9/none")  # port 9: refused
+    assert cli_main(["export", "--model", "Res2Net50_26w_4s", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--weights path/to/file" in err and "--random-weights" in err
+
+
+# -- help and predict's text --------------------------------------------------------------
+
+
+def _subparsers():
+    return build_parser()._subparsers._group_actions[0].choices
+
+
+@pytest.mark.parametrize("command", sorted(_subparsers()))
+def test_help_shows_every_default(command):
+    parser = _subparsers()[command]
+    text = " ".join(parser.format_help().split()).replace("- ", "-")  # lines wrap at hyphens
+    for action in parser._actions:
+        if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+            assert action.help, (command, action.dest)  # argparse prints nothing without one
+            help_text = " ".join(parser._get_formatter()._expand_help(action).split())
+            assert "default" in help_text, (command, action.dest)
+            assert help_text in text
+
+
+def test_help_lists_the_choices():
+    from res2net.deploy.export import FORMATS
+    from res2net.deploy.runtimes import available_engines
+
+    helps = {name: " ".join(p.format_help().split()) for name, p in _subparsers().items()}
+    for command in ("predict", "serve", "bench"):
+        assert ", ".join(available_engines()) in helps[command], command
+    assert "{" + ",".join(FORMATS) + "}" in helps["export"]
+    assert "{fp32,bf16,fp16}" in helps["predict"] and "fp32,bf16,int8" in helps["bench"]
+
+
+def test_predict_text_has_a_header_and_warns_once(capsys):
+    code = cli_main(["predict", str(PHOTOS[0]), "--model", "Res2Net50_26w_4s", "--topk", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err.count("RANDOM weights") == 1
+    header, source, *scores = out.splitlines()
+    assert header.startswith("# Res2Net50_26w_4s") and "score" in header
+    assert source == str(PHOTOS[0]) and len(scores) == 2
+
+
+def test_predict_usage_error_comes_without_the_warning(capsys):
+    assert cli_main(["predict", str(PHOTOS[0])]) == 2  # neither --model nor --weights
+    err = capsys.readouterr().err
+    assert "no --model given" in err and "RANDOM" not in err

@@ -173,16 +173,15 @@ def build_runtime(
     return create_runtime(model, engine, device=device, precision=precision)
 
 
-def _preprocess_fn(runtime, name: str, batch: int) -> Callable[[], Any]:
-    """Decode + preprocess ``batch`` real photos, then run: the end-to-end cost."""
+def _preprocess_fn(runtime, cfg: Any, batch: int) -> Callable[[], Any]:
+    """Decode + preprocess ``batch`` real photos with ``cfg`` (a ``Preprocess``), then run:
+    the end-to-end cost."""
     from res2net.data.transforms import preprocess
-    from res2net.models.registry import get_entry
 
     photos = sorted(Path(__file__).resolve().parents[2].glob("tests/data/images/*.*"))
     photos = [p for p in photos if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
     if not photos:
         raise FileNotFoundError("no photos under tests/data/images for --with-preprocess")
-    cfg = get_entry(name).preprocess
     chosen = [photos[i % len(photos)] for i in range(batch)]
     return lambda: runtime(np.stack([preprocess(p, cfg).numpy() for p in chosen]))
 
@@ -276,8 +275,33 @@ def time_round_robin(
                     c.times[batch] += time_calls(c.caller(x), 1, min(per_turn, left))
 
 
+def bench_model(name: str | None, weights: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The network to time (eval mode) and the facts its rows carry: ``name`` (the row's
+    model column), ``gflops``, ``published`` top-1 and ``preprocess_cfg``.
+
+    :param name: a registered model; ``None`` takes the network from ``weights``, a file
+        written by ``res2net train`` (its GFLOPs counted at 224x224, as for the registry).
+    :param weights: a weight file (default: random weights, which time the same).
+    """
+    from res2net.models.registry import model_info
+
+    if name is None:
+        from res2net.deploy.predictor import load_training_export
+        from res2net.models.counting import count_model
+
+        network, pre, _, _ = load_training_export(weights)
+        _, gflops = count_model(network.config, 224, network.num_classes)
+        facts = {"name": str(weights), "gflops": round(gflops, 3), "published": {"top1": None}}
+        return network, {**facts, "preprocess_cfg": pre}
+    from res2net.engine.evaluate import model_from_weights
+    from res2net.models.registry import create_model, get_entry
+
+    network = model_from_weights(weights, name)[0] if weights else create_model(name)
+    return network.eval(), {**model_info(name), "preprocess_cfg": get_entry(name).preprocess}
+
+
 def measure_engines(
-    name: str,
+    name: str | None,
     plan: Sequence[tuple[str, str]],
     batch_sizes: Sequence[int],
     *,
@@ -287,6 +311,7 @@ def measure_engines(
     calib: np.ndarray | None = None,
     device: str = "cpu",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    weights: str | None = None,
 ) -> list[Measurement]:
     """Latency rows of one model in each (engine, precision) of ``plan``, timed together.
 
@@ -294,14 +319,11 @@ def measure_engines(
     timed round-robin (:func:`time_round_robin`); the end-to-end times follow, one engine
     after another. An engine that cannot be built here is skipped with a message.
     """
-    from res2net.models.registry import create_model, model_info
-
-    info = model_info(name)
-    model = create_model(name).eval()
+    model, info = bench_model(name, weights)
     base_rss = rss_mib()
     contenders = []
     for engine, precision in plan:
-        log(f"{name} {engine} {precision}: build + warm-up")
+        log(f"{info['name']} {engine} {precision}: build + warm-up")
         try:
             contenders.append(
                 _build_contender(
@@ -310,7 +332,7 @@ def measure_engines(
             )
         except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
             log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
-    log(f"{name}: timing {len(contenders)} engines in turns")
+    log(f"{info['name']}: timing {len(contenders)} engines in turns")
     time_round_robin(contenders, batch_sizes, iters)
     rows = []
     for c in contenders:
@@ -318,14 +340,15 @@ def measure_engines(
             times = c.times[batch]
             median = statistics.median(times)
             row = Measurement(
-                name, c.engine, c.precision, batch, round(median, 3),
+                info["name"], c.engine, c.precision, batch, round(median, 3),
                 round(float(np.percentile(times, 90)), 3), round(median / batch, 3),
                 peak_rss_mib=c.peak_rss_mib, gflops=info["gflops"],
                 top1=info["published"]["top1"], peer=c.engine in PEERS, device=device,
                 peak_gpu_mib=None if c.peak_gpu_mib is None else round(c.peak_gpu_mib, 1),
             )  # fmt: skip
             if with_preprocess:
-                e2e = time_calls(_preprocess_fn(c.runtime, name, batch), 2, max(5, iters // 5))
+                fn = _preprocess_fn(c.runtime, info["preprocess_cfg"], batch)
+                e2e = time_calls(fn, 2, max(5, iters // 5))
                 row.with_preprocess_ms = round(statistics.median(e2e), 3)
             rows.append(row)
     return rows
@@ -385,6 +408,7 @@ def run_benchmark(
     limits: Any = None,
     device: str = "cpu",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    weights: str | None = None,
 ) -> list[Measurement]:
     """Measure every model x engine x precision x batch size (and the peers with ``compare``).
 
@@ -397,6 +421,8 @@ def run_benchmark(
         not measured (:func:`runs`) is skipped with a message.
     :param device: ``"cpu"`` or ``"cuda"``; on a GPU the peer is timm eager at every
         precision, on the CPU all of :data:`PEERS` in FP32.
+    :param weights: a weight file for the model(s); with ``models=[None]``, a file written
+        by ``res2net train``, whose network is timed (see :func:`bench_model`).
     """
     from res2net.deploy.runtimes import available_engines
 
@@ -424,9 +450,9 @@ def run_benchmark(
         in_process = [(e, p) for e, p in chosen if e != "paddle-inference"]
         rows += measure_engines(
             name, in_process, batch_sizes, warmup=warmup, iters=iters,
-            with_preprocess=with_preprocess, calib=calib, device=device, log=log,
+            with_preprocess=with_preprocess, calib=calib, device=device, log=log, weights=weights,
         )  # fmt: skip
-        if ("paddle-inference", "fp32") in chosen:
+        if ("paddle-inference", "fp32") in chosen and name is not None:
             # Another interpreter (PaddleClas's venv), so it runs after ours, not in turns.
             log(f"{name} paddle-inference fp32 ...")
             try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from res2net.cli.helpfmt import HelpFormatter
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -12,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="list registered models with params, FLOPs and accuracy",
         description="The registered models: parameters and GFLOPs counted from the networks "
         "(once, then cached in the cache folder), next to the published figures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON with every field")

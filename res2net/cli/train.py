@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from res2net.cli.helpfmt import HelpFormatter
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
+        formatter_class=HelpFormatter,
         help="train (or distill) a Res2Net from a YAML config; runs under torchrun as well",
         description="Train from a config (see configs/). Extra key=value arguments override "
         "config keys by dotted path, e.g. optim.lr=0.05 train.batch_size=32. Under torchrun "
