@@ -214,3 +214,70 @@ def test_predict_usage_error_comes_without_the_warning(capsys):
     assert cli_main(["predict", str(PHOTOS[0])]) == 2  # neither --model nor --weights
     err = capsys.readouterr().err
     assert "no --model given" in err and "RANDOM" not in err
+
+
+# -- training output ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """`res2net train` on the tiny config for two epochs, as a log file would see it."""
+    import yaml
+    from conftest import tiny_config
+
+    from res2net.data.datasets import render_digits
+
+    digits = tmp_path_factory.mktemp("digits")
+    render_digits(digits, size=16)
+    for split, keep in (("train", 12), ("val", 6)):  # a few per class: the output is the test
+        for folder in (digits / split).iterdir():
+            for extra in sorted(folder.glob("*.png"))[keep:]:
+                extra.unlink()
+    out = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(digits, out, train={"progress": True}, output={"tensorboard": False})
+    path = out / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return digits, out, path
+
+
+def test_train_prints_one_line_per_epoch_and_the_result_in_words(cli_run, capfd):
+    from res2net.engine.evaluate import evaluate_folder
+
+    digits, out, config = cli_run
+    assert cli_main(["train", "--config", str(config)]) == 0
+    stdout, stderr = capfd.readouterr()
+    epochs = [line for line in stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
+    for word in ("train loss", "val top-1", "top-5", "lr", "img/s"):
+        assert all(word in line for line in epochs), word
+    assert "\r" not in stderr, "a progress bar on a file that is not a terminal"
+    # The result in words is the final weights' real accuracy on the held-out images.
+    result = evaluate_folder(digits / "val", weights=out / "final.safetensors", num_workers=0)
+    assert f"validation: top-1 {result['top1']:.2%}" in stdout
+    assert f"weights: {out / 'final.safetensors'}" in stdout
+
+
+def test_train_json_is_one_line(cli_run, capfd):
+    _, out, config = cli_run
+    assert cli_main(["train", "--config", str(config), "schedule.epochs=1", "--json"]) == 0
+    stdout = capfd.readouterr().out
+    (line,) = stdout.splitlines()
+    assert json.loads(line)["final_weights"] == str(out / "final.safetensors")
+
+
+def test_loss_plot_is_log_scaled_when_the_first_epoch_dwarfs_the_rest(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from res2net.engine.report import MetricsLog
+
+    scales = []
+    monkeypatch.setattr(
+        matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: scales.append(
+            fig.axes[0].get_yscale())
+    )  # fmt: skip
+    for first in (20.0, 1.2):  # 10x the rest, then an ordinary run
+        log = MetricsLog(tmp_path, tensorboard=False)
+        for epoch, loss in enumerate([first, 1.0, 0.8, 0.7], 1):
+            log.add({"epoch": epoch, "step": epoch, "lr": 0.1, "train_loss": loss})
+        log.plot()
+    assert scales == ["log", "linear"]
