@@ -5,6 +5,7 @@ table is quick and fits a terminal."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -52,7 +53,31 @@ def test_count_key_names_torch_version_and_shape():
     assert key != counting.count_key(config, 160) != counting.count_key(config, 224, 10)
 
 
-def test_models_table_fits_100_columns(capsys):
+def test_models_with_counts_cached_needs_no_torch(tmp_path):
+    """What made the command slow was counting and importing torch: with the counts cached,
+    `res2net models` (and building every subcommand's parser) imports neither."""
+    import subprocess
+    import sys
+
+    from res2net.models.registry import list_models
+
+    keys = {}
+    for name in list_models():
+        config = get_entry(name).config
+        keys[counting.count_key(config)] = list(counting.count_model(config))
+    (tmp_path / counting.COUNTS_FILE).write_text(json.dumps(keys))
+    code = (
+        "import sys; from res2net.cli import main; assert main(['models']) == 0; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    env = {**os.environ, "RES2NET_CACHE": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Res2Net50_vd_26w_4s" in proc.stdout
+
+
+def test_models_table_fits_100_columns(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("RES2NET_CACHE", str(tmp_path))  # leave the user's cache alone
     assert cli_main(["models"]) == 0
     out = capsys.readouterr().out
     assert max(map(len, out.splitlines())) <= 100

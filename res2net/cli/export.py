@@ -8,7 +8,7 @@ from res2net.cli.helpfmt import HelpFormatter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from res2net.deploy.export import FORMATS
+    from res2net.deploy.formats import FORMATS
 
     p = sub.add_parser(
         "export",
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from res2net.data.labels import imagenet_labels, load_label_file
-    from res2net.deploy.export import FORMATS, export_model
+    from res2net.deploy.formats import FORMATS, export_model
     from res2net.deploy.int8 import load_calibration
 
     if args.int8 != bool(args.calib):

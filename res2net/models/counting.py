@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from res2net.models.res2net import Res2Net, Res2NetConfig
+from res2net.models.config import Res2NetConfig
 
 COUNTS_FILE = "model_counts.json"
 _memory: dict[str, list[float]] = {}
@@ -34,6 +34,8 @@ def count_network(
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from res2net.models.res2net import Res2Net
 
     with torch.device("meta"):
         model = Res2Net(config, num_classes=num_classes).eval()

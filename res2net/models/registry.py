@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from res2net.models.config import Res2NetConfig
 from res2net.models.counting import count_model
-from res2net.models.res2net import Res2Net, Res2NetConfig
+
+if TYPE_CHECKING:
+    from res2net.models.res2net import Res2Net
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,6 +180,8 @@ def create_model(
     :param cache_dir: weight cache folder for ``pretrained=True``.
     :returns: the model, in eval mode when weights were loaded.
     """
+    from res2net.models.res2net import Res2Net
+
     entry = get_entry(name)
     model = Res2Net(
         entry.config,
