@@ -15,4 +15,3 @@ for digit in 0 3 5 8; do
   samples+=("$(find "data/digits/val/$digit" -name '*.png' | sort | head -n 1)")
 done
 .venv/bin/res2net predict "${samples[@]}" --weights runs/digits_demo/final.safetensors --topk 3
-echo "curves: runs/digits_demo/curves.png  metrics: runs/digits_demo/metrics.csv"

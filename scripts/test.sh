@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite, reference checks included.
+# Set up (scripts/setup.sh --browser) and run the whole test suite, reference checks included,
+# on pytest-xdist workers (RES2NET_TEST_WORKERS, default 2; each test file stays on one worker,
+# so a file's module fixtures are built once). Extra arguments go to pytest, e.g.
+#   bash scripts/test.sh -m "not slow"       # the quick subset for development
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+echo "test: set-up (.venv, .venv-ref, chromium for the browser test) ..."
+bash scripts/setup.sh --browser
+echo "test: ruff ..."
 .venv/bin/ruff check res2net tests benchmarks
-exec .venv/bin/python -m pytest -q "$@"
+workers=${RES2NET_TEST_WORKERS:-2}
+echo "test: pytest on $workers workers ..."
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
+import re
 import subprocess
 import sys
 
@@ -85,7 +87,32 @@ def test_wrong_model_lists_keys_and_names_the_right_one(vd50):
         load_weights(model, vd50[0])
     msg = str(err.value)
     assert "looks like weights for Res2Net50_vd_26w_4s" in msg
-    assert "missing key(s): " in msg and "layer3.22.conv1.weight" in msg
+    # Hundreds of keys misfit: counted, and only the first few named.
+    missing = re.search(r"(\d+) missing, (\d+) unexpected key\(s\)", msg)
+    assert missing and int(missing[1]) > 400, msg
+    assert "Missing: layer3." in msg and "layer3.22.conv1.weight" not in msg
+    assert len(msg.splitlines()) < 10
+
+
+def test_mismatch_of_a_training_export_says_drop_the_model_name(tmp_path):
+    """The demo's 10-class width-8 network given to a registered name: summarised, and told
+    that the file brings its own architecture."""
+    from res2net.engine.checkpoint import export_weights
+    from res2net.models.res2net import Res2Net, Res2NetConfig
+
+    arch = {"depth": 50, "width": 4, "scales": 4, "deep_stem": True, "avg_down": True}
+    meta = {"res2net_training": json.dumps({"arch": arch, "num_classes": 10})}
+    small = Res2Net(Res2NetConfig(**arch), num_classes=10)
+    path = export_weights(small, tmp_path / "f.safetensors", meta)
+    model = res2net.create_model("Res2Net50_vd_26w_4s")
+    with pytest.raises(WeightFileError) as err:
+        load_weights(model, path)
+    msg = str(err.value)
+    theirs = small.state_dict()
+    misfit = [k for k, v in model.state_dict().items() if v.shape != theirs[k].shape]
+    assert len(misfit) > 300
+    assert f"{len(misfit)} misshaped, 0 missing, 0 unexpected" in msg
+    assert "leave out --model" in msg and len(msg.splitlines()) < 15
 
 
 def test_misshaped_keys_are_listed(vd50):

@@ -196,13 +196,12 @@ def _photos() -> list[Path]:
     return photos
 
 
-def _preprocess_fn(runtime, name: str, batch: int) -> Callable[[], Any]:
-    """Decode + preprocess ``batch`` real photos, then run: the end-to-end cost."""
+def _preprocess_fn(runtime, cfg: Any, batch: int) -> Callable[[], Any]:
+    """Decode + preprocess ``batch`` real photos with ``cfg`` (a ``Preprocess``), then run:
+    the end-to-end cost."""
     from res2net.data.transforms import preprocess
-    from res2net.models.registry import get_entry
 
     photos = _photos()
-    cfg = get_entry(name).preprocess
     chosen = [photos[i % len(photos)] for i in range(batch)]
     return lambda: runtime(np.stack([preprocess(p, cfg).numpy() for p in chosen]))
 
@@ -344,8 +343,33 @@ def time_round_robin(
                     c.times[batch] += time_calls(c.caller(x), 1, min(per_turn, left))
 
 
+def bench_model(name: str | None, weights: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The network to time (eval mode) and the facts its rows carry: ``name`` (the row's
+    model column), ``gflops``, ``published`` top-1 and ``preprocess_cfg``.
+
+    :param name: a registered model; ``None`` takes the network from ``weights``, a file
+        written by ``res2net train`` (its GFLOPs counted at 224x224, as for the registry).
+    :param weights: a weight file (default: random weights, which time the same).
+    """
+    from res2net.models.registry import model_info
+
+    if name is None:
+        from res2net.deploy.predictor import load_training_export
+        from res2net.models.counting import count_model
+
+        network, pre, _, _ = load_training_export(weights)
+        _, gflops = count_model(network.config, 224, network.num_classes)
+        facts = {"name": str(weights), "gflops": round(gflops, 3), "published": {"top1": None}}
+        return network, {**facts, "preprocess_cfg": pre}
+    from res2net.engine.evaluate import model_from_weights
+    from res2net.models.registry import create_model, get_entry
+
+    network = model_from_weights(weights, name)[0] if weights else create_model(name)
+    return network.eval(), {**model_info(name), "preprocess_cfg": get_entry(name).preprocess}
+
+
 def measure_engines(
-    name: str,
+    name: str | None,
     plan: Sequence[tuple[str, str]],
     batch_sizes: Sequence[int],
     *,
@@ -355,7 +379,7 @@ def measure_engines(
     calib: np.ndarray | None = None,
     device: str = "cpu",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
-    weights: str | bool = False,
+    weights: str | None = None,
 ) -> list[Measurement]:
     """Latency rows of one model in each (engine, precision) of ``plan``, timed together.
 
@@ -363,14 +387,11 @@ def measure_engines(
     timed round-robin (:func:`time_round_robin`); the end-to-end times follow, one engine
     after another. An engine that cannot be built here is skipped with a message.
     """
-    from res2net.models.registry import create_model, model_info
-
-    info = model_info(name)
-    model = create_model(name, pretrained=weights).eval()
+    model, info = bench_model(name, weights)
     base_rss = rss_mib()
     contenders = []
     for engine, precision in plan:
-        log(f"{name} {engine} {precision}: build + warm-up")
+        log(f"{info['name']} {engine} {precision}: build + warm-up")
         try:
             contenders.append(
                 _build_contender(
@@ -379,7 +400,7 @@ def measure_engines(
             )
         except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
             log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
-    log(f"{name}: timing {len(contenders)} engines in turns")
+    log(f"{info['name']}: timing {len(contenders)} engines in turns")
     time_round_robin(contenders, batch_sizes, iters)
     if any(c.precision != "fp32" for c in contenders):
         log(f"{name}: reduced precisions against eager FP32 on the photos")
@@ -390,7 +411,7 @@ def measure_engines(
             times = c.times[batch]
             median = statistics.median(times)
             row = Measurement(
-                name, c.engine, c.precision, batch, round(median, 3),
+                info["name"], c.engine, c.precision, batch, round(median, 3),
                 round(float(np.percentile(times, 90)), 3), round(median / batch, 3),
                 peak_rss_mib=c.peak_rss_mib, gflops=info["gflops"],
                 top1=info["published"]["top1"], peer=c.engine in PEERS, device=device,
@@ -401,7 +422,8 @@ def measure_engines(
             if hasattr(c.runtime, "inference_precisions"):
                 row.runs_as = ",".join(sorted(c.runtime.inference_precisions()))
             if with_preprocess:
-                e2e = time_calls(_preprocess_fn(c.runtime, name, batch), 2, max(5, iters // 5))
+                fn = _preprocess_fn(c.runtime, info["preprocess_cfg"], batch)
+                e2e = time_calls(fn, 2, max(5, iters // 5))
                 row.with_preprocess_ms = round(statistics.median(e2e), 3)
             rows.append(row)
     return rows
@@ -461,7 +483,7 @@ def run_benchmark(
     limits: Any = None,
     device: str = "cpu",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
-    weights: str | bool = False,
+    weights: str | None = None,
 ) -> list[Measurement]:
     """Measure every model x engine x precision x batch size (and the peers with ``compare``).
 
@@ -475,8 +497,9 @@ def run_benchmark(
     :param device: ``"cpu"`` or ``"cuda"``; on a GPU the peer is timm eager at every
         precision, on the CPU all of :data:`PEERS` (OpenVINO's plain conversion at fp32 and,
         where native, bf16; Paddle Inference in fp32).
-    :param weights: a weight file or ``True`` (published) for the models (default random):
-        the "vs FP32" agreement of reduced precisions means most with real weights.
+    :param weights: a weight file for the model(s) (default random; the "vs FP32" agreement
+        of reduced precisions means most with real weights); with ``models=[None]``, a file
+        written by ``res2net train``, whose network is timed (see :func:`bench_model`).
     """
     from res2net.deploy.runtimes import available_engines
 
@@ -504,10 +527,9 @@ def run_benchmark(
         in_process = [(e, p) for e, p in chosen if e != "paddle-inference"]
         rows += measure_engines(
             name, in_process, batch_sizes, warmup=warmup, iters=iters,
-            with_preprocess=with_preprocess, calib=calib, device=device, log=log,
-            weights=weights,
+            with_preprocess=with_preprocess, calib=calib, device=device, log=log, weights=weights,
         )  # fmt: skip
-        if ("paddle-inference", "fp32") in chosen:
+        if ("paddle-inference", "fp32") in chosen and name is not None:
             # Another interpreter (PaddleClas's venv), so it runs after ours, not in turns.
             log(f"{name} paddle-inference fp32 ...")
             try:

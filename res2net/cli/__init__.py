@@ -44,5 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         # Library errors are written to be read by a person: show them without a traceback.
-        print(f"res2net {args.command}: error: {exc}", file=sys.stderr)
+        print(f"res2net {args.command}: error: {exc}{_flag_hint(exc)}", file=sys.stderr)
         return 2
+
+
+def _flag_hint(exc: Exception) -> str:
+    """The command line's words for a library error's advice, which names Python arguments."""
+    from res2net.weights.hub import WeightDownloadError
+
+    if isinstance(exc, WeightDownloadError):
+        return (
+            "\nOn the command line, --weights path/to/file uses a local copy instead of the "
+            "download (`res2net export` also takes --random-weights, to try a pipeline)."
+        )
+    return ""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from res2net.cli.helpfmt import HelpFormatter
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
+        formatter_class=HelpFormatter,
         help="convert .pdparams / .pth / .safetensors weights to our .safetensors",
         description="Read SRC (any supported format), check that it loads strictly into "
         "MODEL, and write DST as .safetensors with timm-compatible key names.",

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from res2net.cli.helpfmt import HelpFormatter
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "digits",
+        formatter_class=HelpFormatter,
         help="write scikit-learn's handwritten digits as OUT/{train,val}/<digit>/*.png",
     )
     p.add_argument("out_dir", help="folder to write (e.g. data/digits)")
     p.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     p.set_defaults(func=run)
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from res2net.cli.helpfmt import HelpFormatter
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "download",
+        formatter_class=HelpFormatter,
         help="download, verify and cache published weights",
         description="Fetch each model's published weights, check them, convert them once to "
         ".safetensors and keep them in the cache folder. Copy that folder (or point "

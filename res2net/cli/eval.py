@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from res2net.cli.helpfmt import HelpFormatter
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
+        formatter_class=HelpFormatter,
         help="top-1/top-5 accuracy on a labelled image folder (ImageFolder or list file)",
         description="Evaluate with the model's own eval preprocessing. --model names a "
         "registered network; weights written by `res2net train` carry their architecture.",
@@ -24,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="image folder: DIR/<class>/<image>, or the root that --list paths are relative to",
     )
     p.add_argument("--list", dest="list_file", help="PaddleClas list file: 'relative/path label'")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 
+from res2net.cli.helpfmt import HelpFormatter
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` subcommand."""
     p = subparsers.add_parser(
         "predict",
+        formatter_class=HelpFormatter,
         help="classify images (files or folders, walked recursively)",
         description="Classify images with a Res2Net, using its weights' own preprocessing. "
         "Exit code: 0 all classified, 1 some images failed, 2 usage error.",
@@ -26,14 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--pretrained", action="store_true", help="download and cache the published weights"
     )
-    p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--topk", type=int, default=5, help="classes per image")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call")
     p.add_argument("--num-workers", type=int, default=2, help="decoding threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
         "--engine",
         default="auto",
-        help="runtime, or auto: the fastest installed for --precision (default auto)",
+        help="runtime, or auto: the fastest installed for --precision; engines that run here: "
+        "%(engines)s",
     )
     p.add_argument(
         "--precision",
@@ -54,8 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _print_text(predictions: list) -> None:
-    # One header line per image, then one "score  id  name" line per class.
+def _print_text(predictions: list, model: str, weights: str) -> None:
+    # A header naming the model and the columns; then per image its path and one
+    # "score  id  name" line per class, best first.
+    print(f"# {model} ({weights}): per image, score  class-id  class name")
     for pred in predictions:
         if not pred.ok:
             continue
@@ -80,12 +86,6 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"no image files found in {', '.join(args.inputs)}")
     weights = True if args.pretrained else args.weights
-    if not weights:
-        print(
-            f"warning: no --weights given: {args.model or 'the model'} has RANDOM weights, "
-            "so its predictions mean nothing. Pass --weights FILE or --pretrained.",
-            file=sys.stderr,
-        )
     predictor = Predictor(
         args.model,
         weights,
@@ -99,20 +99,28 @@ def run(args: argparse.Namespace) -> int:
         num_classes=args.num_classes,
         max_pixels=_max_pixels(args.max_pixels, DEFAULT_MAX_PIXELS),
     )
+    if not weights:
+        # Only once the command is known to run: a usage error above needs no such warning.
+        print(
+            f"warning: no --weights given: {predictor.model_name} has RANDOM weights, "
+            "so its predictions mean nothing. Pass --weights FILE or --pretrained.",
+            file=sys.stderr,
+        )
     predictions = predictor.predict(files)
     failed = [p for p in predictions if not p.ok]
     for pred in failed:
         print(f"failed: {pred.error}", file=sys.stderr)
+    weights_name = str(args.weights) if args.weights else ("pretrained" if weights else None)
     if args.json:
         document = {
             "model": predictor.model_name,
-            "weights": str(args.weights) if args.weights else ("pretrained" if weights else None),
+            "weights": weights_name,
             "predictions": [p.to_dict() for p in predictions],
         }
         json.dump(document, sys.stdout, indent=2)
         print()
     else:
-        _print_text(predictions)
+        _print_text(predictions, predictor.model_name, weights_name or "random weights")
     if failed:
         print(f"{len(failed)} of {len(predictions)} images failed", file=sys.stderr)
     return 1 if failed else 0

@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 
+from res2net.cli.helpfmt import HelpFormatter
+
 API_KEY_ENV = "RES2NET_API_KEY"
 
 
@@ -17,8 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve one Res2Net: Open Inference Protocol v2 over REST and gRPC "
         "(tritonclient, KServe), POST /v1/classify for encoded images, an upload page at /, "
         "Prometheus metrics at /metrics. Concurrent requests are batched together.",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--model", required=True, help="registered name (see `res2net models`)")
+    p.add_argument(
+        "--model",
+        help="registered name (see `res2net models`); leave out for a --weights file written "
+        "by `res2net train`, which records its architecture, preprocessing and class names",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", help=".pdparams / .safetensors / .pth (default: random)")
     source.add_argument(
@@ -27,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--engine",
         default="auto",
-        help="runtime, or auto: the fastest installed for --precision (default auto)",
+        help="runtime, or auto: the fastest installed for --precision; engines that run here: "
+        "%(engines)s",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
@@ -59,7 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=os.environ.get(API_KEY_ENV),
         help=f"require this key in X-API-Key (default: ${API_KEY_ENV}; none: open)",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="server log verbosity",
+    )
     p.set_defaults(func=run)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.deploy.formats import FORMATS
 from res2net.deploy.runtimes import (
     EagerRuntime,
     OnnxRuntime,
@@ -35,12 +36,6 @@ from res2net.deploy.runtimes import (
     prepare_for_inference,
 )
 
-FORMATS = {
-    "onnx": ".onnx",
-    "openvino": ".xml",
-    "torchscript": ".pt",
-    "exported-program": ".pt2",
-}
 # The engine that runs each format by default; ONNX also runs in OpenVINO.
 DEFAULT_ENGINE = {
     "onnx": "onnxruntime",

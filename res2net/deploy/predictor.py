@@ -79,8 +79,15 @@ def softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.take_along_axis(probs, ids, axis=1)
 
 
-def _from_training_export(weights) -> tuple[Any, Preprocess, str, list[str] | None]:
-    """Network, preprocessing, name and class names stored in a `res2net train` export."""
+def load_training_export(weights) -> tuple[Any, Preprocess, str, list[str] | None]:
+    """Network (weights loaded, eval mode), preprocessing, name and class names of a
+    ``.safetensors`` file written by ``res2net train``, which records all four.
+
+    The one reader behind every command that takes such a file without a model name
+    (predict, export, serve, bench).
+
+    :raises ValueError: ``weights`` is not such a file.
+    """
     from res2net.engine.evaluate import model_from_weights, read_training_metadata
 
     if not weights or weights is True or not read_training_metadata(weights):
@@ -144,7 +151,7 @@ class Predictor:
             raise ValueError(f"device {device!r} requested but no CUDA GPU is usable here; use cpu")
         names = _read_labels(labels)
         if model is None:
-            network, self.preprocess_cfg, self.model_name, trained_names = _from_training_export(
+            network, self.preprocess_cfg, self.model_name, trained_names = load_training_export(
                 weights
             )
             names = names or trained_names

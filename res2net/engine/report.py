@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,18 @@ class MetricsLog:
                     self._writer.add_scalar(key, value, row["step"])
             self._writer.flush()
 
+    def echo(self, row: dict[str, Any], epochs: int, images: float, seconds: float) -> None:
+        """Print one line for an epoch on stderr, as PaddleClas and timm log: epoch, train
+        loss, validation top-1/top-5 (when evaluated), learning rate, images/s, time."""
+        if not self.enabled:
+            return
+        parts = [f"epoch {row['epoch']:g}/{epochs}", f"train loss {row['train_loss']:.4f}"]
+        if "val_top1" in row:
+            parts.append(f"val top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}")
+        parts += [f"lr {row['lr']:.3g}", f"{images / max(seconds, 1e-9):.0f} img/s"]
+        parts.append(f"{seconds:.1f} s")
+        print("  ".join(parts), file=sys.stderr, flush=True)
+
     def _write_csv(self) -> None:
         columns: list[str] = []
         for row in self.history:
@@ -67,6 +80,11 @@ class MetricsLog:
             if any(key in r for r in self.history):
                 ax_acc.plot(epochs, [r.get(key) for r in self.history], marker="o", label=key)
         ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+        losses = [r[k] for r in self.history for k in ("train_loss", "val_loss") if r.get(k)]
+        if losses and min(losses) > 0 and max(losses) > 5 * min(losses):
+            # A first epoch far above the rest would flatten every later change on a linear
+            # axis; on a log axis each keeps its share of the height.
+            ax_loss.set_yscale("log")
         ax_acc.set(xlabel="epoch", ylabel="fraction", title="validation accuracy", ylim=(0, 1))
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -508,6 +509,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
         if resumed_sums is not None:  # a run resumed mid-epoch keeps the epoch's running sums
             sums, resumed_sums = resumed_sums, None
         tick, tick_images = time.perf_counter(), 0.0
+        epoch_start, epoch_images = time.perf_counter(), sums[1].item()
         for images, labels, skipped in train_loader:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(global_step, total_steps, cfg, steps_per_epoch)
@@ -601,6 +603,9 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
                         eval_model, out / ckpt.BEST_WEIGHTS, _metadata(cfg, train_set.classes)
                     )
         log.add(row)
+        if ctx.main:
+            seen = (sums[1].item() - epoch_images) * ctx.world
+            log.echo(row, cfg.schedule.epochs, seen, time.perf_counter() - epoch_start)
         save_checked(epoch, step_in_epoch, torch.zeros_like(sums) if epoch_done else sums)
     bar.close()
 
@@ -625,7 +630,8 @@ class _NoBar:
 
 
 def _progress(enabled: bool, total: int, done: int):
-    if not enabled:
+    # On a log file, tqdm's carriage returns make one endless line: the epoch lines suffice.
+    if not enabled or not sys.stderr.isatty():
         return _NoBar()
     from tqdm import tqdm
 

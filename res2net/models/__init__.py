@@ -1,14 +1,27 @@
-"""The network, its registry and metadata."""
+"""The network, its registry and metadata.
 
-from res2net.models.registry import create_model, get_entry, list_models, model_info
-from res2net.models.res2net import Bottle2neck, Res2Net, Res2NetConfig
+Names are loaded on first use, so that listing models (the registry) does not import torch.
+"""
 
-__all__ = [
-    "Bottle2neck",
-    "Res2Net",
-    "Res2NetConfig",
-    "create_model",
-    "get_entry",
-    "list_models",
-    "model_info",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Bottle2neck": "res2net.models.res2net",
+    "Res2Net": "res2net.models.res2net",
+    "Res2NetConfig": "res2net.models.config",
+    "create_model": "res2net.models.registry",
+    "get_entry": "res2net.models.registry",
+    "list_models": "res2net.models.registry",
+    "model_info": "res2net.models.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'res2net.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -9,11 +9,14 @@ exports) reads them from here.
 from __future__ import annotations
 
 import difflib
-import functools
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from res2net.models.res2net import Res2Net, Res2NetConfig
+from res2net.models.config import Res2NetConfig
+from res2net.models.counting import count_model
+
+if TYPE_CHECKING:
+    from res2net.models.res2net import Res2Net
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,6 +180,8 @@ def create_model(
     :param cache_dir: weight cache folder for ``pretrained=True``.
     :returns: the model, in eval mode when weights were loaded.
     """
+    from res2net.models.res2net import Res2Net
+
     entry = get_entry(name)
     model = Res2Net(
         entry.config,
@@ -199,26 +204,6 @@ def create_model(
 
     load_weights(model, path, skip_head=skip_head)
     return model.eval()
-
-
-@functools.cache
-def count_model(config: Res2NetConfig, image_size: int = 224) -> tuple[int, float]:
-    """Exact trainable parameters and GFLOPs (2 x multiply-accumulates) of a 1000-class net.
-
-    FLOPs come from PyTorch's own operator-level counter (``torch.utils.flop_counter``),
-    which counts convolutions and matrix products as 2 x MACs, the convention of
-    PaddleClas's table. The model is built on the ``meta`` device: no memory, no compute.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"):
-        model = Res2Net(config, num_classes=1000).eval()
-        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        x = torch.empty(1, 3, image_size, image_size)
-        with FlopCounterMode(display=False) as counter:
-            model(x)
-    return params, counter.get_total_flops() / 1e9
 
 
 def model_info(name: str) -> dict[str, Any]:

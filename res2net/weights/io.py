@@ -216,20 +216,41 @@ def guess_model(state: dict[str, Tensor]) -> str | None:
     return matches[0] if matches else None
 
 
+# Keys shown per kind of mismatch: a wrong architecture misfits hundreds of keys, and the
+# first few plus the counts say as much as all of them.
+SHOWN_KEYS = 5
+
+
+def _first(keys: list[str], shown: int = SHOWN_KEYS) -> str:
+    more = f", ... ({len(keys) - shown} more)" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
 def _describe_mismatch(
-    path: Path, model: Res2Net, missing, unexpected, misshaped, raw_state
+    path: Path, model: Res2Net, missing, unexpected, misshaped, raw_state, file_meta=None
 ) -> WeightFileError:
-    lines = [f"{path}: weights do not fit this model ({_arch_name(model.config)})."]
+    lines = [
+        f"{path}: weights do not fit this model ({_arch_name(model.config)}): "
+        f"{len(misshaped)} misshaped, {len(missing)} missing, {len(unexpected)} unexpected "
+        "key(s)."
+    ]
+    if file_meta and "res2net_training" in file_meta:
+        lines.append(
+            "The file records the architecture it was trained with: build the model from the "
+            "file instead of naming one (Predictor(None, path), "
+            "res2net.engine.evaluate.model_from_weights(path); on the command line, leave out "
+            "--model)."
+        )
     guess = guess_model(raw_state)
     if guess is not None and not _same_shape(model.config, guess):
         lines.append(f"The file looks like weights for {guess}; build that model instead.")
     if misshaped:
-        lines.append(f"{len(misshaped)} misshaped key(s) (file vs model):")
-        lines += [f"  {k}: {a} vs {b}" for k, a, b in misshaped]
+        lines.append(f"Misshaped (file vs model), first {min(len(misshaped), SHOWN_KEYS)}:")
+        lines += [f"  {k}: {a} vs {b}" for k, a, b in misshaped[:SHOWN_KEYS]]
     if missing:
-        lines.append(f"{len(missing)} missing key(s): " + ", ".join(missing))
+        lines.append("Missing: " + _first(missing))
     if unexpected:
-        lines.append(f"{len(unexpected)} unexpected key(s): " + ", ".join(unexpected))
+        lines.append("Unexpected: " + _first(unexpected))
     if set(k for k, *_ in misshaped) <= set(HEAD_KEYS) and not missing and not unexpected:
         lines.append(
             "Only the classifier differs: to fine-tune, load with skip_head=True "
@@ -257,10 +278,10 @@ def load_weights(model: Res2Net, path: str | os.PathLike, *, skip_head: bool = F
     :param skip_head: leave the classifier as it is and ignore the file's (for fine-tuning
         with another ``num_classes``, or feature extraction). Skipped keys are reported.
     :raises WeightFileError: unreadable file, or any missing / unexpected / misshaped key
-        (all of them are listed, with the architecture the file looks like).
+        (counted, the first few named, with the architecture the file looks like).
     """
     path = Path(path)
-    raw, fmt, _ = read_weight_file(path)
+    raw, fmt, file_meta = read_weight_file(path)
     naming = "paddleclas" if is_paddle_naming(raw) else "timm"
     state = from_paddle_names(raw, model) if naming == "paddleclas" else raw
     target = model.state_dict()
@@ -279,7 +300,7 @@ def load_weights(model: Res2Net, path: str | os.PathLike, *, skip_head: bool = F
         if k in state and state[k].shape != target[k].shape
     ]
     if missing or unexpected or misshaped:
-        raise _describe_mismatch(path, model, missing, unexpected, misshaped, raw)
+        raise _describe_mismatch(path, model, missing, unexpected, misshaped, raw, file_meta)
     with torch.no_grad():
         for key, value in state.items():
             target[key].copy_(value.to(target[key].dtype))
