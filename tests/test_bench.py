@@ -22,7 +22,9 @@ def test_bench_measures_and_tabulates(tmp_path):
     assert table.splitlines()[0].startswith("| Model | Engine | Precision | bs=1 (ms)")
     assert "timm-eager (peer)" in table and table.count("**") == 2  # one fastest, bold
     assert any("vs timm-eager" in line for line in ratios([*rows, peer]))
-    assert plot(rows, tmp_path / "latency.png").stat().st_size > 1000
+    written = plot(rows, tmp_path / "latency.png")
+    assert [p.name for p in written] == ["latency.png", "latency_batch.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
 
 
 def test_cli_export_needs_calibration_for_int8(capsys):

@@ -321,7 +321,9 @@ def measure_engines(
                 name, c.engine, c.precision, batch, round(median, 3),
                 round(float(np.percentile(times, 90)), 3), round(median / batch, 3),
                 peak_rss_mib=c.peak_rss_mib, gflops=info["gflops"],
-                top1=info["published"]["top1"], peer=c.engine in PEERS, device=device,
+                top1=info["published"]["top1"]
+                if _published_top1_applies(c.engine, c.precision) else None,
+                peer=c.engine in PEERS, device=device,
                 peak_gpu_mib=None if c.peak_gpu_mib is None else round(c.peak_gpu_mib, 1),
             )  # fmt: skip
             if with_preprocess:
@@ -340,6 +342,8 @@ def measure_paddle_inference(
         next to the package checkout, or ``RES2NET_REF_PYTHON``).
     :raises FileNotFoundError: no such interpreter.
     """
+    from res2net.models.registry import model_info
+
     root = Path(__file__).resolve().parents[2]
     python = python or os.environ.get("RES2NET_REF_PYTHON") or str(root / ".venv-ref/bin/python")
     if not Path(python).exists():
@@ -366,6 +370,7 @@ def measure_paddle_inference(
                 round(median / item["batch"], 2),
                 peak_rss_mib=item.get("peak_rss_mib"),
                 peer=True,
+                top1=model_info(name)["published"]["top1"],
             )
         )
     return rows
@@ -532,33 +537,51 @@ def limit_lines(rows: Sequence[Measurement], limits: Any) -> list[str]:
     return out
 
 
-def plot(rows: Sequence[Measurement], path: str | os.PathLike, batch: int = 1) -> Path:
-    """PNG: batch-``batch`` latency of each engine against GFLOPs, and published top-1."""
-    import matplotlib
+def plot(
+    rows: Sequence[Measurement], path: str | os.PathLike, batch: int = 1, where: str | None = None
+) -> list[Path]:
+    """Two PNGs (:mod:`res2net.plotting`): batch-``batch`` latency against top-1 at ``path``,
+    and the first model's per-image latency against batch size beside it (``*_batch.png``).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Top-1 is drawn only where a row carries one (:func:`_published_top1_applies`); the
+    others sit on a latency-only strip.
 
-    chosen = [r for r in rows if r.batch == batch and r.gflops is not None]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for engine in sorted({(r.engine, r.precision) for r in chosen}):
-        pts = [r for r in chosen if (r.engine, r.precision) == engine]
-        label = f"{engine[0]} {engine[1]}"
-        left.plot([r.gflops for r in pts], [r.median_ms for r in pts], "o-", label=label)
-        tops = [r for r in pts if r.top1 is not None]
-        right.plot([r.median_ms for r in tops], [100 * r.top1 for r in tops], "o", label=label)
-    left.set(xlabel="GFLOPs (counted, 224x224)", ylabel=f"median latency, batch {batch} (ms)")
-    right.set(xlabel=f"median latency, batch {batch} (ms)", ylabel="published top-1 (%)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    left.legend(fontsize=7)
-    where = "GPU" if chosen and all(r.device != "cpu" for r in chosen) else "CPU"
-    fig.suptitle(f"Res2Net {where} latency (random 224 input, median after warm-up)")
-    fig.tight_layout()
+    :param where: the machine and date for the titles (default: this machine, today).
+    """
+    from res2net.bench.report import machine_line
+    from res2net.plotting import LatencyPoint, batch_scaling, latency_accuracy
+
     path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    where = where or machine_line(rows[0].device if rows else "cpu")
+    points = [
+        LatencyPoint(r.model, f"{r.engine} {r.precision}", r.median_ms, r.top1, r.peer)
+        for r in rows
+        if r.batch == batch
+    ]
+    first = latency_accuracy(
+        points, path, title=f"Res2Net latency at batch {batch} vs top-1\n{where}",
+        xlabel=f"median latency, batch {batch}, random 224x224 input (ms, log scale)",
+        ylabel="top-1 (%) as PaddleClas publishes it",
+    )  # fmt: skip
+    model = rows[0].model if rows else ""
+    scaling: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r.model == model:
+            scaling.setdefault(f"{r.engine} {r.precision}", {})[r.batch] = r.per_image_ms
+    peers = [f"{r.engine} {r.precision}" for r in rows if r.peer]
+    second = batch_scaling(
+        scaling, path.with_name(f"{path.stem}_batch{path.suffix}"), peers=peers,
+        title=f"{model}: latency per image vs batch size\n{where}",
+    )  # fmt: skip
+    return [first, second]
+
+
+def _published_top1_applies(engine: str, precision: str) -> bool:
+    """PaddleClas's published top-1 belongs to a row only where the row computes PaddleClas's
+    function in FP32 (ours match its logits; Paddle Inference is PaddleClas's own model).
+    INT8 and BF16 change the numbers, timm computes another flavour: no accuracy for those
+    was measured here, so none is claimed."""
+    return precision == "fp32" and engine != "timm-eager"
 
 
 def to_json(rows: Sequence[Measurement]) -> str:
