@@ -241,12 +241,16 @@ def from_json(path: Path) -> int:
     """Put a device run's results into BENCHMARKS.md (and docs/gpu_latency.png)."""
     document = json.loads(path.read_text())
     rows = [Measurement(**row) for row in document.get("rows", [])]
-    if rows:
-        plot(rows, ROOT / "docs" / "gpu_latency.png")
+    env = document["environment"]
+    if rows:  # the card of the run, not of this machine
+        plot(rows, ROOT / "docs" / "gpu_latency.png", where=f"{env.get('card')}, {env['date']}")
     text = section(document)
     if rows:
         text += "\n\n![GPU latency](docs/gpu_latency.png)"
-    print(f"updated {write_section(ROOT / 'BENCHMARKS.md', 'gpu-latency', text)}")
+        text += "\n\n![GPU latency per image vs batch size](docs/gpu_latency_batch.png)"
+    where = f"{env.get('card')} (host: {env.get('cpu')}), {env['date']}"
+    bench = write_section(ROOT / "BENCHMARKS.md", "gpu-latency", text, machine=where)
+    print(f"updated {bench}")
     return 0
 
 

@@ -141,3 +141,24 @@ def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path):
     assert "| Res2Net50_26w_4s | fused | fp32 |" in text
     assert "- not measured: Res2Net200_vd_26w_4s: RuntimeError: out of memory" in text
     assert json.loads((tmp_path / "gpu_latency.json").read_text())["checks"] == checks
+
+
+def test_sections_record_their_machine_in_the_generated_header(tmp_path):
+    from res2net.bench.report import UNRECORDED, cpu_isa, write_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("<!-- old:begin -->\nold figures\n<!-- old:end -->\n")
+    write_section(path, "b", "B figures", machine="Card X, 2026-11-29")
+    write_section(path, "a", "A figures")
+    write_section(path, "a", "A figures again")
+    text = path.read_text()
+    assert text.startswith("<!-- header:begin -->\n# Benchmarks\n")
+    assert text.index("machines:begin") < text.index("old:begin") < text.index("b:begin")
+    assert "- `b`: Card X, 2026-11-29" in text and f"- `old`: {UNRECORDED}" in text
+    assert f"({cpu_isa()})" in text.split("- `a`: ")[1].splitlines()[0]
+    assert text.count("A figures") == 1 and text.count("<!-- header:begin -->") == 1
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("flags\t: fpu avx2 avx512f avx512_vnni amx_tile\n")
+    assert cpu_isa(flags) == "AVX-512 + VNNI + AMX"
+    flags.write_text("flags\t: fpu avx2 fma\n")
+    assert cpu_isa(flags) == "AVX2"
