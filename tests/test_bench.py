@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from res2net.bench.latency import (
     Measurement,
     markdown_table,
@@ -66,6 +68,23 @@ def test_engines_are_timed_in_turns():
     assert all(len(c.times[n]) == 20 for c in (a, b) for n in (1, 4))
     # 20 timed calls in turns of 2 (+1 untimed each): 10 turns each, alternating.
     tags = [tag for tag, batch in calls if batch == 1]
+    turns = [tags[i] for i in range(len(tags)) if i == 0 or tags[i] != tags[i - 1]]
+    assert turns == ["a", "b"] * 10
+
+    # End to end: every timed call first makes its input, in the same turns; the e2e time
+    # of each call contains its model time, so no e2e figure can come out below it.
+    calls.clear()
+    made = []
+
+    def inputs(batch):
+        return lambda: made.append(batch) or np.zeros((batch, 3, 8, 8), np.float32)
+
+    for c in (a, b):
+        c.times = {1: []}
+    time_round_robin([a, b], [1], iters=20, inputs=inputs)
+    assert len(made) == 40 and all(len(c.e2e[1]) == 20 for c in (a, b))
+    assert all(e >= m for c in (a, b) for e, m in zip(c.e2e[1], c.times[1], strict=True))
+    tags = [tag for tag, _ in calls]
     turns = [tags[i] for i in range(len(tags)) if i == 0 or tags[i] != tags[i - 1]]
     assert turns == ["a", "b"] * 10
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +173,8 @@ def build_runtime(
     return create_runtime(model, engine, device=device, precision=precision)
 
 
-def _preprocess_fn(runtime, name: str, batch: int) -> Callable[[], Any]:
-    """Decode + preprocess ``batch`` real photos, then run: the end-to-end cost."""
+def _photo_batch_fn(name: str, batch: int) -> Callable[[], np.ndarray]:
+    """Decode + preprocess ``batch`` real photos into one model input: the e2e extra cost."""
     from res2net.data.transforms import preprocess
     from res2net.models.registry import get_entry
 
@@ -184,7 +184,7 @@ def _preprocess_fn(runtime, name: str, batch: int) -> Callable[[], Any]:
         raise FileNotFoundError("no photos under tests/data/images for --with-preprocess")
     cfg = get_entry(name).preprocess
     chosen = [photos[i % len(photos)] for i in range(batch)]
-    return lambda: runtime(np.stack([preprocess(p, cfg).numpy() for p in chosen]))
+    return lambda: np.stack([preprocess(p, cfg).numpy() for p in chosen])
 
 
 @dataclass
@@ -198,6 +198,8 @@ class _Contender:
     times: dict[int, list[float]]
     device: str = "cpu"
     peak_gpu_mib: float | None = None
+    # With decoding + preprocessing timed: per call, that part and the model call after it.
+    e2e: dict[int, list[float]] = field(default_factory=dict)
 
     def caller(self, x: np.ndarray) -> Callable[[], Any]:
         """One timed call on ``x``: numpy in and out on the CPU (and for engines that only
@@ -258,22 +260,42 @@ def _build_contender(
 
 
 def time_round_robin(
-    contenders: Sequence[_Contender], batch_sizes: Sequence[int], iters: int
+    contenders: Sequence[_Contender],
+    batch_sizes: Sequence[int],
+    iters: int,
+    inputs: Callable[[int], Callable[[], np.ndarray]] | None = None,
 ) -> None:
     """Time ``iters`` calls of each contender per batch size, taking turns.
 
     Each turn is one untimed call (it wakes the engine's thread pool, which another engine
     may have left asleep) then a few timed ones, so a slow spell of a shared machine hits
     every engine alike instead of whichever happened to run then.
+
+    :param inputs: batch size -> a function making a model input from real photos. Each
+        timed call then first decodes + preprocesses (timed apart), then runs the model on
+        what it made: ``e2e`` holds their sums, so an e2e figure is never below the model's.
     """
     per_turn = max(1, iters // 10)
     for batch in batch_sizes:
         x = _random_batch(batch)
+        make = inputs(batch) if inputs else None
         while any(len(c.times[batch]) < iters for c in contenders):
             for c in contenders:
                 left = iters - len(c.times[batch])
-                if left > 0:
+                if left <= 0:
+                    continue
+                if make is None:
                     c.times[batch] += time_calls(c.caller(x), 1, min(per_turn, left))
+                    continue
+                c.caller(x)()  # untimed, as above
+                for _ in range(min(per_turn, left)):
+                    start = time.perf_counter()
+                    call = c.caller(make())
+                    made = time.perf_counter()
+                    call()
+                    end = time.perf_counter()
+                    c.times[batch].append((end - made) * 1e3)
+                    c.e2e.setdefault(batch, []).append((end - start) * 1e3)
 
 
 def measure_engines(
@@ -291,8 +313,9 @@ def measure_engines(
     """Latency rows of one model in each (engine, precision) of ``plan``, timed together.
 
     All runtimes are built and warmed up first (each one's peak memory measured alone), then
-    timed round-robin (:func:`time_round_robin`); the end-to-end times follow, one engine
-    after another. An engine that cannot be built here is skipped with a message.
+    timed round-robin (:func:`time_round_robin`); with ``with_preprocess`` every timed call
+    decodes + preprocesses real photos first, so the model-only and end-to-end figures come
+    from the same calls. An engine that cannot be built here is skipped with a message.
     """
     from res2net.models.registry import create_model, model_info
 
@@ -311,7 +334,8 @@ def measure_engines(
         except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
             log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
     log(f"{name}: timing {len(contenders)} engines in turns")
-    time_round_robin(contenders, batch_sizes, iters)
+    inputs = (lambda batch: _photo_batch_fn(name, batch)) if with_preprocess else None
+    time_round_robin(contenders, batch_sizes, iters, inputs)
     rows = []
     for c in contenders:
         for batch in batch_sizes:
@@ -326,9 +350,8 @@ def measure_engines(
                 peer=c.engine in PEERS, device=device,
                 peak_gpu_mib=None if c.peak_gpu_mib is None else round(c.peak_gpu_mib, 1),
             )  # fmt: skip
-            if with_preprocess:
-                e2e = time_calls(_preprocess_fn(c.runtime, name, batch), 2, max(5, iters // 5))
-                row.with_preprocess_ms = round(statistics.median(e2e), 3)
+            if c.e2e.get(batch):
+                row.with_preprocess_ms = round(statistics.median(c.e2e[batch]), 3)
             rows.append(row)
     return rows
 
