@@ -130,7 +130,7 @@ def test_gpu_rows_are_tabulated_with_card_memory():
     ]
 
 
-def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path):
+def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path, paddle_reference):
     """benchmarks/gpu_latency.py is run once on a lent GPU machine; its plumbing (checks
     against CPU eager, the JSON document, the section) is exercised here on the CPU."""
     import importlib.util
@@ -142,9 +142,17 @@ def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
 
-    checks = script.check_model("Res2Net50_26w_4s", "cpu", ["fused"], ["fp32", "fp16"])
-    assert [(c["engine"], c["precision"], c["ok"]) for c in checks] == [("fused", "fp32", True)]
-    assert 0 < checks[0]["rel_error"] <= 1e-4  # folded BN: not bit-identical, but close
+    # The PaddleClas-reference weights of the parity tests (BatchNorm fitted to the photos).
+    weights_dir = paddle_reference("Res2Net50_26w_4s")[0].parent
+    checks = script.check_model("Res2Net50_26w_4s", "cpu", ["fused"], ["fp32", "fp16"], weights_dir)
+    assert [(c["engine"], c["precision"], c["ok"]) for c in checks] == [
+        ("cpu-eager (reference)", "fp32", True),
+        ("fused", "fp32", True),
+    ]
+    assert checks[0]["image_dependence"] >= 0.1  # the outputs depend on the photo
+    assert 0 < checks[1]["rel_error"] <= 1e-4  # folded BN: not bit-identical, but close
+    same = np.tile(np.linspace(-1, 1, 10, dtype=np.float32), (6, 1))
+    assert script.image_dependence(same) < 1e-6  # a network that ignores the image
     rows = run_benchmark(["Res2Net50_26w_4s"], ["fused"], [1], warmup=0, iters=1)
     document = {
         "environment": script.environment("cpu"),
@@ -156,7 +164,7 @@ def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path):
     }
     script.write(tmp_path, document)
     text = (tmp_path / "gpu_section.md").read_text()
-    assert "Correctness on the card (1 checks" in text and "all passed" in text
+    assert "Correctness on the card (2 checks" in text and "all passed" in text
     assert "| Res2Net50_26w_4s | fused | fp32 |" in text
     assert "- not measured: Res2Net200_vd_26w_4s: RuntimeError: out of memory" in text
     assert json.loads((tmp_path / "gpu_latency.json").read_text())["checks"] == checks
