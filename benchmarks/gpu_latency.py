@@ -11,11 +11,15 @@ numpy), then turned into the "Deployment latency (GPU)" section of BENCHMARKS.md
 The device run does two things and writes ``gpu_latency.json`` (and the section, as
 Markdown) after each, so a run cut short still brings back what it finished:
 
-1. Correctness: each network with seeded random weights (BatchNorm statistics too, so the
-   logits depend on the image) on the six test photos. CPU eager FP32 is the reference
-   (the CPU tests check it against PaddleClas's own code). Every GPU engine in FP32 must
-   agree within 1e-4 of the largest logit with the same top-5; FP16 and BF16 must keep
-   the top-1 class, and their largest relative error is recorded.
+1. Correctness: each network on the six test photos, with the PaddleClas-reference weights
+   of the parity tests when ``--reference-weights DIR`` holds ``NAME.pdparams`` (make them
+   here with tests/reference/paddle_model.py and copy DIR along), else seeded random
+   weights (BatchNorm statistics too). The first check of each network is that CPU eager's
+   logits depend on the image (>= 10% of the largest logit), or no comparison could fail.
+   CPU eager FP32 is the reference (the CPU tests check it against PaddleClas's own code).
+   Every GPU engine in FP32 must agree within 1e-4 of the largest logit with the same
+   top-5; FP16 and BF16 must keep the top-1 class, and their largest relative error is
+   recorded.
 2. Latency: ``res2net bench --device cuda --compare`` over the five networks, engines
    ``eager`` and ``cudagraph`` (plus ``compile`` with ``--compile``, ``tensorrt`` where
    torch_tensorrt is installed), FP32 (IEEE, TF32 off), FP16 and BF16, batch 1/4/8,
@@ -88,16 +92,44 @@ def photo_batch(name: str) -> np.ndarray:
     return np.stack([preprocess(path, cfg).numpy() for path in PHOTOS])
 
 
-def check_model(name: str, device: str, engines: list[str], precisions: list[str]) -> list[dict]:
-    """One record per engine x precision: error against CPU eager FP32, and the verdict."""
+def reference_model(name: str, weights_dir: Path | None) -> torch.nn.Module:
+    """PaddleClas-reference weights when ``weights_dir`` holds ``NAME.pdparams`` (made here by
+    tests/reference/paddle_model.py: PaddleClas's network with BatchNorm fitted to the test
+    photos, the weights the parity tests use; copy the folder to the device machine), else
+    :func:`seeded_model`."""
+    from res2net.models.registry import create_model
+
+    path = weights_dir / f"{name}.pdparams" if weights_dir else None
+    if path is not None and path.exists():
+        return create_model(name, pretrained=str(path)).eval()
+    return seeded_model(name)
+
+
+def image_dependence(logits: np.ndarray) -> float:
+    """How far the photos' logits are from their mean, relative to the largest logit: near
+    0 when a network answers the same whatever the image (then no comparison can fail)."""
+    return float(np.abs(logits - logits.mean(0)).max() / np.abs(logits).max())
+
+
+def check_model(
+    name: str,
+    device: str,
+    engines: list[str],
+    precisions: list[str],
+    weights_dir: Path | None = None,
+) -> list[dict]:
+    """One record per engine x precision: error against CPU eager FP32, and the verdict; the
+    first record says whether the reference's outputs depend on the image (>= 10%)."""
     from res2net.deploy.runtimes import create_runtime, engine_precisions
 
-    model = seeded_model(name)
+    model = reference_model(name, weights_dir)
     batch = photo_batch(name)
     reference = create_runtime(model, "eager")(batch)
     scale = float(np.abs(reference).max())
     top5 = np.argsort(-reference, axis=1)[:, :5]
-    records = []
+    spread = image_dependence(reference)
+    records = [{"model": name, "engine": "cpu-eager (reference)", "precision": "fp32",
+                "image_dependence": spread, "ok": spread >= 0.1}]  # fmt: skip
     for engine in engines:
         for precision in precisions:
             if precision not in engine_precisions(engine, device):
@@ -217,7 +249,9 @@ def device_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.perf_counter()
     for name in args.models:
-        document["checks"] += check_model(name, device, engines, args.precisions)
+        document["checks"] += check_model(
+            name, device, engines, args.precisions, args.reference_weights
+        )
         write(out, document)
         print(f"[{time.perf_counter() - started:5.0f} s] checked {name}", file=sys.stderr)
     for name in args.models:
@@ -241,18 +275,27 @@ def from_json(path: Path) -> int:
     """Put a device run's results into BENCHMARKS.md (and docs/gpu_latency.png)."""
     document = json.loads(path.read_text())
     rows = [Measurement(**row) for row in document.get("rows", [])]
-    if rows:
-        plot(rows, ROOT / "docs" / "gpu_latency.png")
+    env = document["environment"]
+    if rows:  # the card of the run, not of this machine
+        plot(rows, ROOT / "docs" / "gpu_latency.png", where=f"{env.get('card')}, {env['date']}")
     text = section(document)
     if rows:
         text += "\n\n![GPU latency](docs/gpu_latency.png)"
-    print(f"updated {write_section(ROOT / 'BENCHMARKS.md', 'gpu-latency', text)}")
+        text += "\n\n![GPU latency per image vs batch size](docs/gpu_latency_batch.png)"
+    where = f"{env.get('card')} (host: {env.get('cpu')}), {env['date']}"
+    bench = write_section(ROOT / "BENCHMARKS.md", "gpu-latency", text, machine=where)
+    print(f"updated {bench}")
     return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--from-json", type=Path, help="write BENCHMARKS.md from a device run")
+    ap.add_argument(
+        "--reference-weights",
+        type=Path,
+        help="folder of NAME.pdparams from tests/reference/paddle_model.py (default: seeded)",
+    )
     ap.add_argument("--out", default="gpu-results", help="folder for the JSON and Markdown")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--models", type=lambda s: s.split(","), default=MODELS)

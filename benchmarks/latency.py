@@ -69,7 +69,9 @@ def section(rows, models, args, limits) -> str:
         "",
         *[f"- {line}" for line in limit_lines(rows, limits)],
         "",
-        "![latency](docs/latency.png)",
+        "![latency vs top-1](docs/latency.png)",
+        "",
+        "![latency per image vs batch size](docs/latency_batch.png)",
     ]
     return "\n".join(lines)
 

@@ -1,8 +1,9 @@
 """Write the training-throughput section of BENCHMARKS.md: images/s of a full training step.
 
 One step = forward, cross-entropy, backward and an SGD update, on random 224x224 inputs.
-Our networks and timm's same network are measured in the same run, alternating, so both see
-the same machine state. CPU always; the GPU too when one is present (bf16 autocast there).
+Our networks and timm's same network are measured in the same run, step for step in turns,
+so all see the same machine state. CPU always; the GPU too when one is present (bf16
+autocast there).
 
     .venv/bin/python benchmarks/train_throughput.py                 # writes BENCHMARKS.md
     .venv/bin/python benchmarks/train_throughput.py --steps 2 --warmup 1 --batch-size 4 --dry-run
@@ -34,8 +35,8 @@ NETWORKS = {
 }
 
 
-def step_seconds(model, device, batch: int, steps: int, warmup: int, channels_last: bool) -> list:
-    """Wall seconds of each timed training step (after ``warmup`` untimed ones)."""
+def make_step(model, device, batch: int, channels_last: bool):
+    """A function that runs one training step of ``model`` and returns its wall seconds."""
     model = model.to(device).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -43,8 +44,8 @@ def step_seconds(model, device, batch: int, steps: int, warmup: int, channels_la
     x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 1000, (batch,), device=device)
     amp = device.type == "cuda"
-    times = []
-    for i in range(warmup + steps):
+
+    def step() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -55,17 +56,27 @@ def step_seconds(model, device, batch: int, steps: int, warmup: int, channels_la
         opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+        return time.perf_counter() - start
+
+    return step
 
 
 def measure(device: torch.device, batch: int, steps: int, warmup: int, channels_last: bool):
-    rows = []
+    """Every network built and warmed up, then timed step for step in turns (A, B, C, A, ...),
+    so a slow spell of the machine hits all of them alike."""
+    runners = {}
     for label, build in NETWORKS.items():
         torch.manual_seed(0)
-        secs = step_seconds(build(), device, batch, steps, warmup, channels_last)
-        median = statistics.median(secs)
+        runners[label] = make_step(build(), device, batch, channels_last)
+        for _ in range(warmup):
+            runners[label]()
+    secs: dict[str, list[float]] = {label: [] for label in runners}
+    for _ in range(steps):
+        for label, step in runners.items():
+            secs[label].append(step())
+    rows = []
+    for label, times in secs.items():
+        median = statistics.median(times)
         rows.append((label, device.type, batch, median, batch / median))
         print(f"{label:<50} {device.type:<5} batch {batch:<4} {batch / median:8.1f} img/s")
     return rows

@@ -51,6 +51,18 @@ def run_reference(script: str, *args: str | Path, timeout: int = 600) -> str:
     return proc.stdout
 
 
+def ref_package_dir(package: str) -> Path:
+    """Where ``package`` is installed in the reference venv, as its own interpreter finds it
+    (no assumption about the Python version or the site-packages layout)."""
+    code = f"import os, {package}; print(os.path.dirname({package}.__file__))"
+    proc = subprocess.run(
+        [str(ref_python()), "-c", code], capture_output=True, text=True, timeout=300
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{package} not importable in {ref_python()}:\n{proc.stderr[-2000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
 def simple_eval_transform(path: Path) -> np.ndarray:
     """Short side to 256 (PIL bilinear), center crop 224, ImageNet normalization, CHW.
 

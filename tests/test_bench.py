@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from res2net.bench.latency import (
     Measurement,
     markdown_table,
@@ -22,7 +24,9 @@ def test_bench_measures_and_tabulates(tmp_path):
     assert table.splitlines()[0].startswith("| Model | Engine | Precision | bs=1 (ms)")
     assert "timm-eager (peer)" in table and table.count("**") == 2  # one fastest, bold
     assert any("vs timm-eager" in line for line in ratios([*rows, peer]))
-    assert plot(rows, tmp_path / "latency.png").stat().st_size > 1000
+    written = plot(rows, tmp_path / "latency.png")
+    assert [p.name for p in written] == ["latency.png", "latency_batch.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
 
 
 def test_cli_export_needs_calibration_for_int8(capsys):
@@ -97,6 +101,23 @@ def test_engines_are_timed_in_turns():
     turns = [tags[i] for i in range(len(tags)) if i == 0 or tags[i] != tags[i - 1]]
     assert turns == ["a", "b"] * 10
 
+    # End to end: every timed call first makes its input, in the same turns; the e2e time
+    # of each call contains its model time, so no e2e figure can come out below it.
+    calls.clear()
+    made = []
+
+    def inputs(batch):
+        return lambda: made.append(batch) or np.zeros((batch, 3, 8, 8), np.float32)
+
+    for c in (a, b):
+        c.times = {1: []}
+    time_round_robin([a, b], [1], iters=20, inputs=inputs)
+    assert len(made) == 40 and all(len(c.e2e[1]) == 20 for c in (a, b))
+    assert all(e >= m for c in (a, b) for e, m in zip(c.e2e[1], c.times[1], strict=True))
+    tags = [tag for tag, _ in calls]
+    turns = [tags[i] for i in range(len(tags)) if i == 0 or tags[i] != tags[i - 1]]
+    assert turns == ["a", "b"] * 10
+
 
 def test_what_is_measured_where():
     """CPU: FP32 everywhere, BF16 in PyTorch, INT8 in the two quantized engines, the peers in
@@ -147,7 +168,7 @@ def test_gpu_rows_are_tabulated_with_card_memory():
     ]
 
 
-def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path):
+def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path, paddle_reference):
     """benchmarks/gpu_latency.py is run once on a lent GPU machine; its plumbing (checks
     against CPU eager, the JSON document, the section) is exercised here on the CPU."""
     import importlib.util
@@ -159,9 +180,17 @@ def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
 
-    checks = script.check_model("Res2Net50_26w_4s", "cpu", ["fused"], ["fp32", "fp16"])
-    assert [(c["engine"], c["precision"], c["ok"]) for c in checks] == [("fused", "fp32", True)]
-    assert 0 < checks[0]["rel_error"] <= 1e-4  # folded BN: not bit-identical, but close
+    # The PaddleClas-reference weights of the parity tests (BatchNorm fitted to the photos).
+    weights_dir = paddle_reference("Res2Net50_26w_4s")[0].parent
+    checks = script.check_model("Res2Net50_26w_4s", "cpu", ["fused"], ["fp32", "fp16"], weights_dir)
+    assert [(c["engine"], c["precision"], c["ok"]) for c in checks] == [
+        ("cpu-eager (reference)", "fp32", True),
+        ("fused", "fp32", True),
+    ]
+    assert checks[0]["image_dependence"] >= 0.1  # the outputs depend on the photo
+    assert 0 < checks[1]["rel_error"] <= 1e-4  # folded BN: not bit-identical, but close
+    same = np.tile(np.linspace(-1, 1, 10, dtype=np.float32), (6, 1))
+    assert script.image_dependence(same) < 1e-6  # a network that ignores the image
     rows = run_benchmark(["Res2Net50_26w_4s"], ["fused"], [1], warmup=0, iters=1)
     document = {
         "environment": script.environment("cpu"),
@@ -173,7 +202,28 @@ def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path):
     }
     script.write(tmp_path, document)
     text = (tmp_path / "gpu_section.md").read_text()
-    assert "Correctness on the card (1 checks" in text and "all passed" in text
+    assert "Correctness on the card (2 checks" in text and "all passed" in text
     assert "| Res2Net50_26w_4s | fused | fp32 |" in text
     assert "- not measured: Res2Net200_vd_26w_4s: RuntimeError: out of memory" in text
     assert json.loads((tmp_path / "gpu_latency.json").read_text())["checks"] == checks
+
+
+def test_sections_record_their_machine_in_the_generated_header(tmp_path):
+    from res2net.bench.report import UNRECORDED, cpu_isa, write_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("<!-- old:begin -->\nold figures\n<!-- old:end -->\n")
+    write_section(path, "b", "B figures", machine="Card X, 2026-11-29")
+    write_section(path, "a", "A figures")
+    write_section(path, "a", "A figures again")
+    text = path.read_text()
+    assert text.startswith("<!-- header:begin -->\n# Benchmarks\n")
+    assert text.index("machines:begin") < text.index("old:begin") < text.index("b:begin")
+    assert "- `b`: Card X, 2026-11-29" in text and f"- `old`: {UNRECORDED}" in text
+    assert f"({cpu_isa()})" in text.split("- `a`: ")[1].splitlines()[0]
+    assert text.count("A figures") == 1 and text.count("<!-- header:begin -->") == 1
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("flags\t: fpu avx2 avx512f avx512_vnni amx_tile\n")
+    assert cpu_isa(flags) == "AVX-512 + VNNI + AMX"
+    flags.write_text("flags\t: fpu avx2 fma\n")
+    assert cpu_isa(flags) == "AVX2"

@@ -170,6 +170,27 @@ def _unusual_inputs(folder) -> dict[str, object]:
     return paths
 
 
+def test_unusual_images_preprocess_as_paddleclas(predictor, tmp_path):
+    """CMYK, 16-bit, GIF, 1 x 1, 6000 x 4000 ...: the predictor's input tensor is PaddleClas's
+    own (cv2.imread + its deploy operators, in the reference venv) to within one uint8
+    level. OpenCV 4.6 cannot decode GIF, so PaddleClas's predictor cannot read it at all;
+    the reference decodes that one with Pillow and then runs the same operators."""
+    paths = _unusual_inputs(tmp_path)
+    out = tmp_path / "paddle.npz"
+    log = run_reference("paddle_preprocess.py", out, *paths.values())
+    assert [line.split()[2] for line in log.splitlines() if line.startswith("pil-")] == [
+        str(paths["palette.gif"])
+    ]
+    ref = np.load(out)
+    one_level = (1.0 / 255.0 / np.array(predictor.preprocess_cfg.std) + 1e-5).reshape(3, 1, 1)
+    worst = {}
+    for i, (name, path) in enumerate(paths.items()):
+        ours = predictor.preprocess(path).numpy()
+        assert ours.shape == ref[str(i)].shape == (3, 224, 224), name
+        worst[name] = float((np.abs(ours - ref[str(i)]) / one_level).max())
+    assert all(levels <= 1.0 for levels in worst.values()), worst
+
+
 def test_unusual_images_are_classified(predictor, tmp_path):
     paths = _unusual_inputs(tmp_path)
     assert Image.open(paths["cmyk.jpg"]).mode == "CMYK"

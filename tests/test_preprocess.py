@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import timm
-from conftest import PHOTOS, ROOT, run_reference
+from conftest import PHOTOS, ref_package_dir, run_reference
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
@@ -16,9 +16,8 @@ from res2net.models.registry import IMAGENET_STD, get_entry
 
 # One uint8 level after normalization, per channel (+ float32 slack): the allowed worst case.
 ONE_LEVEL = (1.0 / 255.0 / np.array(IMAGENET_STD) + 1e-5).reshape(3, 1, 1)
-PADDLE_LABELS = (
-    ROOT / ".venv-ref/lib/python3.11/site-packages/paddleclas/ppcls/utils/imagenet1k_label_list.txt"
-)
+# PaddleClas's ImageNet label list, inside its installed package.
+PADDLE_LABELS = "ppcls/utils/imagenet1k_label_list.txt"
 
 
 def _variants(folder) -> list:
@@ -134,7 +133,7 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_imagenet_labels_follow_paddleclas_class_order():
     """torchvision's names and PaddleClas's label list describe the same 1000 classes."""
     ours = imagenet_labels()
-    theirs = load_label_file(PADDLE_LABELS)
+    theirs = load_label_file(ref_package_dir("paddleclas") / PADDLE_LABELS)
     assert len(ours) == len(theirs) == 1000
     assert theirs[0].startswith("tench")
     same = sum(a.lower() in b.lower() for a, b in zip(ours, theirs, strict=True))

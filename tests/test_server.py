@@ -24,9 +24,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from prometheus_client.parser import text_string_to_metric_families
+from scipy.special import softmax as scipy_softmax
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, simple_eval_transform
 
 MODEL = "Res2Net50_26w_4s"
 
@@ -155,7 +157,9 @@ def test_grpc_infer_matches_paddleclas(server, weights, photo_batch):
     reference = weights[1]
     out = _grpc_infer(server, photo_batch[0].numpy())
     np.testing.assert_allclose(out["logits"], reference, atol=1e-4 * np.abs(reference).max())
-    assert out["probabilities"].shape == reference.shape
+    # Probabilities: scipy's softmax of PaddleClas's logits, value for value.
+    np.testing.assert_allclose(out["probabilities"], scipy_softmax(reference, axis=1), atol=1e-5)
+    assert out["probabilities"].dtype == np.float32
 
 
 def test_top1_equals_local_predictor(server, predictor):
@@ -268,16 +272,51 @@ def test_grpc_bad_input(server):
     assert client.is_server_ready()
 
 
-def test_metrics(server):
+def _scrape(server) -> dict[tuple[str, tuple], float]:
+    """/metrics read by prometheus_client's own parser: (sample name, labels) -> value."""
     text = httpx.get(f"http://127.0.0.1:{server['rest']}/metrics").text
-    for family in (
-        "res2net_requests_total",
-        "res2net_request_errors_total",
-        "res2net_request_latency_seconds_bucket",
-        "res2net_batch_size_bucket",
-    ):
-        assert family in text  # fmt: skip
-    assert 'endpoint="/v2/models/{name}/infer",protocol="rest"' in text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_metrics_count_known_requests_exactly(server, predictor):
+    """One REST infer of 3 images, one gRPC infer of 2 and one refused REST request: the
+    counters and the batch-size histogram move by exactly that, as Prometheus reads them."""
+    batch = photo_tensors(predictor)
+    infer = "/v2/models/{name}/infer"
+    before = _scrape(server)
+    _http_infer(server, batch[:3], True)
+    _grpc_infer(server, batch[:2])
+    bad = httpx.post(
+        f"http://127.0.0.1:{server['rest']}/v2/models/{MODEL}/infer", content=b"{not json"
+    )
+    assert bad.status_code == 400
+    after = _scrape(server)
+    rest_ok = {"protocol": "rest", "endpoint": infer, "code": "200"}
+    rest_bad = {"protocol": "rest", "endpoint": infer, "code": "400"}
+    grpc_ok = {"protocol": "grpc", "endpoint": "ModelInfer", "code": "OK"}
+    assert _delta(before, after, "res2net_requests_total", **rest_ok) == 1
+    assert _delta(before, after, "res2net_requests_total", **rest_bad) == 1
+    assert _delta(before, after, "res2net_requests_total", **grpc_ok) == 1
+    assert _delta(before, after, "res2net_request_errors_total", **rest_bad) == 1
+    assert _delta(before, after, "res2net_request_errors_total", **rest_ok) == 0
+    latency = {"protocol": "rest", "endpoint": infer}
+    assert _delta(before, after, "res2net_request_latency_seconds_count", **latency) == 2
+    # Two model calls (the refused request never reached the model): sizes 3 and 2.
+    assert _delta(before, after, "res2net_batch_size_count") == 2
+    assert _delta(before, after, "res2net_batch_size_sum") == 5
+    expected_buckets = {"1.0": 0, "2.0": 1, "4.0": 2, "8.0": 2, "+Inf": 2}
+    for le, count in expected_buckets.items():
+        assert _delta(before, after, "res2net_batch_size_bucket", le=le) == count, le
+    assert _delta(before, after, "res2net_batch_inference_seconds_count") == 2
 
 
 # -- in-process: batching, backpressure, API key, graceful shutdown ----------------------
@@ -430,6 +469,38 @@ def test_graceful_shutdown_finishes_in_flight_requests(gated, predictor):
     assert isinstance(results[0], np.ndarray) and results[0].shape == (2, 1000)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{running.url}/v2/health/live")
+
+
+def test_sigterm_to_a_server_process_finishes_the_requests_in_flight(weights, tmp_path):
+    """A real SIGTERM to a ``res2net serve`` process while one request runs in the model and
+    another waits in its queue: both still get their logits (PaddleClas's), then the
+    process exits with 0."""
+    proc, ports = launch(
+        ["--model", MODEL, "--weights", str(weights[0]), "--max-batch-size", "16",
+         "--log-level", "warning"], tmp_path / "serve.log",
+    )  # fmt: skip
+    try:
+        photos = np.stack([simple_eval_transform(p) for p in PHOTOS])
+        running = np.concatenate([photos, photos, photos[:4]])  # one full batch of 16
+        results: dict = {}
+        url = f"http://127.0.0.1:{ports['rest']}"
+        threads = [_infer_in_thread(url, running, results, 0)]
+        time.sleep(0.5)  # orders the arrivals only; the 16-image call runs for seconds here
+        threads.append(_infer_in_thread(url, photos[:2], results, 1))
+        # The queued request is visible while the model still runs the first one.
+        _wait(lambda: _scrape(ports).get(("res2net_queue_depth", ())) == 1, "a queued request")
+        proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(120)
+        assert proc.wait(60) == 0, (tmp_path / "serve.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reference = weights[1]
+    expected = {0: np.concatenate([reference, reference, reference[:4]]), 1: reference[:2]}
+    for key, logits in expected.items():
+        assert isinstance(results[key], np.ndarray), results[key]
+        np.testing.assert_allclose(results[key], logits, atol=1e-4 * np.abs(logits).max())
 
 
 def test_cli_refuses_a_bad_weight_file(tmp_path):

@@ -86,3 +86,39 @@ def test_page_reports_a_corrupt_file(browser, page_server, tmp_path):
         expected_conditions.text_to_be_present_in_element((By.ID, "status"), "error")
     )
     assert "broken.jpg" in browser.find_element(By.ID, "status").text
+
+
+def _banner(browser) -> list:
+    return browser.find_elements(By.ID, "random-weights")
+
+
+def test_page_says_what_is_served_and_no_banner_with_a_weights_file(browser, page_server):
+    running, predictor = page_server
+    browser.get(running.url + "/")
+    assert _banner(browser) == []
+    served = {
+        key: browser.find_element(By.ID, f"served-{key}").text
+        for key in ("model", "weights", "engine", "precision", "preprocessing")
+    }
+    assert served["model"] == MODEL
+    assert served["weights"] == str(predictor.weights)
+    assert (served["engine"], served["precision"]) == ("eager", "fp32")
+    assert "resize short side 256" in served["preprocessing"]
+    assert "center crop 224" in served["preprocessing"]
+
+
+def test_random_weights_show_a_warning_banner(browser):
+    """Random weights give confident nonsense: the page must say so before any upload."""
+    from res2net.deploy.predictor import Predictor
+    from res2net.deploy.server import ModelService, ServeConfig, start_server
+
+    predictor = Predictor(MODEL, None, num_workers=0)
+    running = start_server(ModelService(predictor, ServeConfig(port=0, grpc_port=None)))
+    try:
+        browser.get(running.url + "/")
+        (banner,) = _banner(browser)
+        assert banner.is_displayed()
+        assert "random weights" in banner.text and "mean nothing" in banner.text
+        assert browser.find_element(By.ID, "served-weights").text.startswith("random")
+    finally:
+        running.stop()

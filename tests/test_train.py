@@ -335,3 +335,73 @@ def test_ema_clipping_cutmix_channels_last_run_and_export_the_ema(digits, tmp_pa
     state = load_checkpoint(tmp_path / "last.pt")
     ema = {k.removeprefix("module."): v for k, v in state["ema"].items()}
     assert all(torch.equal(ema[k], v) for k, v in exported.items())
+
+
+def test_ema_and_grad_clipping_recomputed_by_hand(digits, tmp_path, monkeypatch):
+    """Every step's gradients before and after clipping, and the weights after each step,
+    are captured with PyTorch's own hooks; clipping (scale by clip / total norm when over)
+    and the EMA (first step copies, then decay * ema + (1 - decay) * weights) are redone
+    here and must equal what training did and exported."""
+    decay, clip = 0.6, 0.05
+    raw: list[dict[int, torch.Tensor]] = []
+    clipped: list[dict[int, torch.Tensor]] = []
+    weights: list[dict[int, torch.Tensor]] = []
+    real_build = train_module.build_model
+
+    def build_with_hooks(cfg):
+        model = real_build(cfg)
+        for p in model.parameters():
+            p.register_post_accumulate_grad_hook(
+                lambda p: raw[-1].__setitem__(id(p), p.grad.detach().clone())
+            )
+        return model
+
+    def before_step(optimizer, args, kwargs):
+        clipped.append({id(p): p.grad.detach().clone() for g in optimizer.param_groups
+                        for p in g["params"] if p.grad is not None})  # fmt: skip
+
+    def after_step(optimizer, args, kwargs):
+        weights.append({id(p): p.detach().clone() for g in optimizer.param_groups
+                        for p in g["params"]})  # fmt: skip
+        raw.append({})
+
+    monkeypatch.setattr(train_module, "build_model", build_with_hooks)
+    raw.append({})
+    from torch.optim.optimizer import (
+        register_optimizer_step_post_hook,
+        register_optimizer_step_pre_hook,
+    )
+
+    handles = [register_optimizer_step_pre_hook(before_step),
+               register_optimizer_step_post_hook(after_step)]  # fmt: skip
+    try:
+        listing = _subset(digits, 32, "byhand.txt")
+        cfg = tiny_config(
+            digits,
+            tmp_path,
+            data={"train_list": str(listing), "val_list": str(_small_val(digits))},
+            train={"batch_size": 8, "ema_decay": decay, "grad_clip": clip, "max_steps": 3},
+            output={"tensorboard": False, "plot": False},
+        )
+        result = train(config_from_dict(cfg))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(weights) == 3 and len(clipped) == 3
+    for step in range(3):
+        grads = raw[step]
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in
+                                                      grads.values()]))  # fmt: skip
+        assert total > clip, "clipping must be active for the check to mean anything"
+        scale = clip / (total + 1e-6)
+        for key, g in grads.items():
+            torch.testing.assert_close(clipped[step][key], g * scale, rtol=1e-5, atol=1e-9)
+    names = {id(p): name for name, p in result.model.named_parameters()}
+    ema = dict(weights[0])
+    for step in (1, 2):
+        ema = {k: decay * ema[k] + (1 - decay) * weights[step][k] for k in ema}
+    exported = load_file(result.final_weights)
+    for key, value in ema.items():
+        torch.testing.assert_close(exported[names[key]], value, rtol=1e-5, atol=1e-7)
+    # The EMA is not simply the last weights: the comparison above could fail.
+    assert any(not torch.allclose(weights[2][k], ema[k]) for k in ema)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -196,14 +196,14 @@ def _photos() -> list[Path]:
     return photos
 
 
-def _preprocess_fn(runtime, cfg: Any, batch: int) -> Callable[[], Any]:
-    """Decode + preprocess ``batch`` real photos with ``cfg`` (a ``Preprocess``), then run:
-    the end-to-end cost."""
+def _photo_batch_fn(cfg: Any, batch: int) -> Callable[[], np.ndarray]:
+    """Decode + preprocess ``batch`` real photos with ``cfg`` (a ``Preprocess``) into one
+    model input: the end-to-end extra cost."""
     from res2net.data.transforms import preprocess
 
     photos = _photos()
     chosen = [photos[i % len(photos)] for i in range(batch)]
-    return lambda: runtime(np.stack([preprocess(p, cfg).numpy() for p in chosen]))
+    return lambda: np.stack([preprocess(p, cfg).numpy() for p in chosen])
 
 
 def check_photos(name: str, calib: np.ndarray | None) -> np.ndarray:
@@ -265,6 +265,8 @@ class _Contender:
     peak_gpu_mib: float | None = None
     # (share of photos with the same top-1, largest relative logit difference) vs FP32.
     accuracy: tuple[float, float] | None = None
+    # With decoding + preprocessing timed: per call, that part and the model call after it.
+    e2e: dict[int, list[float]] = field(default_factory=dict)
 
     def caller(self, x: np.ndarray) -> Callable[[], Any]:
         """One timed call on ``x``: numpy in and out on the CPU (and for engines that only
@@ -325,22 +327,42 @@ def _build_contender(
 
 
 def time_round_robin(
-    contenders: Sequence[_Contender], batch_sizes: Sequence[int], iters: int
+    contenders: Sequence[_Contender],
+    batch_sizes: Sequence[int],
+    iters: int,
+    inputs: Callable[[int], Callable[[], np.ndarray]] | None = None,
 ) -> None:
     """Time ``iters`` calls of each contender per batch size, taking turns.
 
     Each turn is one untimed call (it wakes the engine's thread pool, which another engine
     may have left asleep) then a few timed ones, so a slow spell of a shared machine hits
     every engine alike instead of whichever happened to run then.
+
+    :param inputs: batch size -> a function making a model input from real photos. Each
+        timed call then first decodes + preprocesses (timed apart), then runs the model on
+        what it made: ``e2e`` holds their sums, so an e2e figure is never below the model's.
     """
     per_turn = max(1, iters // 10)
     for batch in batch_sizes:
         x = _random_batch(batch)
+        make = inputs(batch) if inputs else None
         while any(len(c.times[batch]) < iters for c in contenders):
             for c in contenders:
                 left = iters - len(c.times[batch])
-                if left > 0:
+                if left <= 0:
+                    continue
+                if make is None:
                     c.times[batch] += time_calls(c.caller(x), 1, min(per_turn, left))
+                    continue
+                c.caller(x)()  # untimed, as above
+                for _ in range(min(per_turn, left)):
+                    start = time.perf_counter()
+                    call = c.caller(make())
+                    made = time.perf_counter()
+                    call()
+                    end = time.perf_counter()
+                    c.times[batch].append((end - made) * 1e3)
+                    c.e2e.setdefault(batch, []).append((end - start) * 1e3)
 
 
 def bench_model(name: str | None, weights: str | None = None) -> tuple[Any, dict[str, Any]]:
@@ -384,8 +406,9 @@ def measure_engines(
     """Latency rows of one model in each (engine, precision) of ``plan``, timed together.
 
     All runtimes are built and warmed up first (each one's peak memory measured alone), then
-    timed round-robin (:func:`time_round_robin`); the end-to-end times follow, one engine
-    after another. An engine that cannot be built here is skipped with a message.
+    timed round-robin (:func:`time_round_robin`); with ``with_preprocess`` every timed call
+    decodes + preprocesses real photos first, so the model-only and end-to-end figures come
+    from the same calls. An engine that cannot be built here is skipped with a message.
     """
     model, info = bench_model(name, weights)
     base_rss = rss_mib()
@@ -401,9 +424,11 @@ def measure_engines(
         except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
             log(f"  skipped {engine}: {str(exc).splitlines()[0]}")
     log(f"{info['name']}: timing {len(contenders)} engines in turns")
-    time_round_robin(contenders, batch_sizes, iters)
+    cfg = info["preprocess_cfg"]
+    inputs = (lambda batch: _photo_batch_fn(cfg, batch)) if with_preprocess else None
+    time_round_robin(contenders, batch_sizes, iters, inputs)
     if any(c.precision != "fp32" for c in contenders):
-        log(f"{name}: reduced precisions against eager FP32 on the photos")
+        log(f"{info['name']}: reduced precisions against eager FP32 on the photos")
         _check_against_fp32(contenders, model, check_photos(name, calib), batch_sizes[-1])
     rows = []
     for c in contenders:
@@ -414,17 +439,17 @@ def measure_engines(
                 info["name"], c.engine, c.precision, batch, round(median, 3),
                 round(float(np.percentile(times, 90)), 3), round(median / batch, 3),
                 peak_rss_mib=c.peak_rss_mib, gflops=info["gflops"],
-                top1=info["published"]["top1"], peer=c.engine in PEERS, device=device,
+                top1=info["published"]["top1"]
+                if _published_top1_applies(c.engine, c.precision) else None,
+                peer=c.engine in PEERS, device=device,
                 peak_gpu_mib=None if c.peak_gpu_mib is None else round(c.peak_gpu_mib, 1),
             )  # fmt: skip
             if c.accuracy is not None:
                 row.top1_agreement, row.max_rel_diff = c.accuracy
             if hasattr(c.runtime, "inference_precisions"):
                 row.runs_as = ",".join(sorted(c.runtime.inference_precisions()))
-            if with_preprocess:
-                fn = _preprocess_fn(c.runtime, info["preprocess_cfg"], batch)
-                e2e = time_calls(fn, 2, max(5, iters // 5))
-                row.with_preprocess_ms = round(statistics.median(e2e), 3)
+            if c.e2e.get(batch):
+                row.with_preprocess_ms = round(statistics.median(c.e2e[batch]), 3)
             rows.append(row)
     return rows
 
@@ -438,6 +463,8 @@ def measure_paddle_inference(
         next to the package checkout, or ``RES2NET_REF_PYTHON``).
     :raises FileNotFoundError: no such interpreter.
     """
+    from res2net.models.registry import model_info
+
     root = Path(__file__).resolve().parents[2]
     python = python or os.environ.get("RES2NET_REF_PYTHON") or str(root / ".venv-ref/bin/python")
     if not Path(python).exists():
@@ -464,6 +491,7 @@ def measure_paddle_inference(
                 round(median / item["batch"], 2),
                 peak_rss_mib=item.get("peak_rss_mib"),
                 peer=True,
+                top1=model_info(name)["published"]["top1"],
             )
         )
     return rows
@@ -675,40 +703,62 @@ def limit_lines(rows: Sequence[Measurement], limits: Any) -> list[str]:
     for (model, precision, batch), engine in sorted(fastest(rows).items()):
         row = index[(model, engine, precision, batch)]
         if row.limit_ms:
+            # The INT8 rate is one library's integer matrix product, not a bound: an engine's
+            # own INT8 convolution kernels can beat it (over 100%).
+            caveat = " (a reference rate, not a bound)" if precision == "int8" else ""
             out.append(
                 f"{model} bs={batch} {precision}: floor {row.limit_ms:.1f} ms; {engine} "
                 f"{row.median_ms:.1f} ms = {100 * row.limit_ms / row.median_ms:.0f}% of the limit"
+                + caveat
             )
     return out
 
 
-def plot(rows: Sequence[Measurement], path: str | os.PathLike, batch: int = 1) -> Path:
-    """PNG: batch-``batch`` latency of each engine against GFLOPs, and published top-1."""
-    import matplotlib
+def plot(
+    rows: Sequence[Measurement], path: str | os.PathLike, batch: int = 1, where: str | None = None
+) -> list[Path]:
+    """Two PNGs (:mod:`res2net.plotting`): batch-``batch`` latency against top-1 at ``path``,
+    and the first model's per-image latency against batch size beside it (``*_batch.png``).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Top-1 is drawn only where a row carries one (:func:`_published_top1_applies`); the
+    others sit on a latency-only strip.
 
-    chosen = [r for r in rows if r.batch == batch and r.gflops is not None]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for engine in sorted({(r.engine, r.precision) for r in chosen}):
-        pts = [r for r in chosen if (r.engine, r.precision) == engine]
-        label = f"{engine[0]} {engine[1]}"
-        left.plot([r.gflops for r in pts], [r.median_ms for r in pts], "o-", label=label)
-        tops = [r for r in pts if r.top1 is not None]
-        right.plot([r.median_ms for r in tops], [100 * r.top1 for r in tops], "o", label=label)
-    left.set(xlabel="GFLOPs (counted, 224x224)", ylabel=f"median latency, batch {batch} (ms)")
-    right.set(xlabel=f"median latency, batch {batch} (ms)", ylabel="published top-1 (%)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    left.legend(fontsize=7)
-    where = "GPU" if chosen and all(r.device != "cpu" for r in chosen) else "CPU"
-    fig.suptitle(f"Res2Net {where} latency (random 224 input, median after warm-up)")
-    fig.tight_layout()
+    :param where: the machine and date for the titles (default: this machine, today).
+    """
+    from res2net.bench.report import machine_line
+    from res2net.plotting import LatencyPoint, batch_scaling, latency_accuracy
+
     path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    where = where or machine_line(rows[0].device if rows else "cpu")
+    points = [
+        LatencyPoint(r.model, f"{r.engine} {r.precision}", r.median_ms, r.top1, r.peer)
+        for r in rows
+        if r.batch == batch
+    ]
+    first = latency_accuracy(
+        points, path, title=f"Res2Net latency at batch {batch} vs top-1\n{where}",
+        xlabel=f"median latency, batch {batch}, random 224x224 input (ms, log scale)",
+        ylabel="top-1 (%) as PaddleClas publishes it",
+    )  # fmt: skip
+    model = rows[0].model if rows else ""
+    scaling: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r.model == model:
+            scaling.setdefault(f"{r.engine} {r.precision}", {})[r.batch] = r.per_image_ms
+    peers = [f"{r.engine} {r.precision}" for r in rows if r.peer]
+    second = batch_scaling(
+        scaling, path.with_name(f"{path.stem}_batch{path.suffix}"), peers=peers,
+        title=f"{model}: latency per image vs batch size\n{where}",
+    )  # fmt: skip
+    return [first, second]
+
+
+def _published_top1_applies(engine: str, precision: str) -> bool:
+    """PaddleClas's published top-1 belongs to a row only where the row computes PaddleClas's
+    function in FP32 (ours match its logits; Paddle Inference is PaddleClas's own model).
+    INT8 and BF16 change the numbers, timm computes another flavour: no accuracy for those
+    was measured here, so none is claimed."""
+    return precision == "fp32" and engine != "timm-eager"
 
 
 def to_json(rows: Sequence[Measurement]) -> str:

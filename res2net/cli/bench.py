@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--with-preprocess", action="store_true", help="also time decode+preprocess")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
-    p.add_argument("--plot", help="write a PNG of latency vs GFLOPs and published top-1")
+    p.add_argument("--plot", help="write PNGs: latency vs top-1, per-image latency vs batch")
     p.set_defaults(func=run)
 
 
@@ -123,5 +123,5 @@ def run(args: argparse.Namespace) -> int:
         for line in limit_lines(rows, limits) if limits else []:
             print(line)
     if args.plot:
-        print(f"wrote {plot(rows, args.plot)}")
+        print("wrote " + ", ".join(map(str, plot(rows, args.plot))))
     return 0

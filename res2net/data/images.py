@@ -2,7 +2,8 @@
 
 PaddleClas's deploy predictor decodes with ``cv2.imread(path)`` (``IMREAD_COLOR``) and flips
 BGR to RGB. That flag means: grayscale is replicated to three channels, alpha is dropped
-(not composited), 16-bit samples keep their high byte, and the EXIF orientation is applied.
+(not composited), 16-bit samples keep their high byte, CMYK JPEGs are converted with
+OpenCV's integer formula, and the EXIF orientation is applied.
 :func:`load_image` gives the same pixels with Pillow, so the package needs no OpenCV.
 """
 
@@ -119,8 +120,11 @@ def _check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    cmyk_jpeg = image.mode == "CMYK" and image.format == "JPEG"
     # cv2's IMREAD_COLOR applies the EXIF orientation; so do we.
     image = ImageOps.exif_transpose(image)
+    if cmyk_jpeg:
+        return _cmyk_jpeg_to_rgb(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit grayscale: keep the high byte, as libpng's 16->8 strip in OpenCV does.
         # (Pillow's own I;16 -> L conversion clips at 255 instead.)
@@ -132,6 +136,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # Via RGBA: the palette colours, alpha dropped (Pillow warns on the direct route).
         image = image.convert("RGBA")
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _cmyk_jpeg_to_rgb(image: Image.Image) -> Image.Image:
+    """CMYK JPEG to RGB as OpenCV does it (``icvCvt_CMYK2BGR_8u_C4C3R`` in its JPEG decoder).
+
+    OpenCV converts libjpeg's raw samples, which are stored inverted (the Adobe convention
+    that Pillow undoes on decoding), as ``k - ((255 - c) * k >> 8)``; Pillow's own CMYK ->
+    RGB rounds differently, up to 2 levels away.
+    """
+    raw = 255 - np.asarray(image, dtype=np.int32)
+    c, m, y, k = (raw[..., i] for i in range(4))
+    rgb = np.stack([k - ((255 - channel) * k >> 8) for channel in (c, m, y)], axis=-1)
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
 
 
 def _from_array(array: np.ndarray, name: str, max_pixels: int | None) -> Image.Image:

@@ -22,21 +22,48 @@ import numpy as np
 
 
 def load_calibration(
-    paths: Sequence[str | os.PathLike], preprocess: Any = None, *, limit: int = 300
+    paths: Sequence[str | os.PathLike],
+    preprocess: Any = None,
+    *,
+    limit: int = 300,
+    seed: int = 0,
 ) -> np.ndarray:
     """Calibration batch (N x 3 x crop x crop float32) from image files and/or folders.
 
+    Up to ``limit`` images are drawn by :func:`sample_calibration`: across the class
+    folders, so the activation ranges are set by every class, not by the first in order.
+
     :param preprocess: the registry entry's ``Preprocess`` (PaddleClas's default if None).
     :param limit: use at most this many images (NNCF's default subset is 300).
+    :param seed: which images are drawn when there are more than ``limit``.
     :raises ValueError: no image found; a file that fails to decode is named.
     """
     from res2net.data.images import collect_images
     from res2net.data.transforms import preprocess as preprocess_image
 
-    files = collect_images(paths)[:limit]
+    files = sample_calibration(collect_images(paths), limit, seed=seed)
     if not files:
         raise ValueError(f"no calibration images found in {', '.join(map(str, paths))}")
     return np.stack([preprocess_image(f, preprocess).numpy() for f in files])
+
+
+def sample_calibration(files: Sequence[str], limit: int, *, seed: int = 0) -> list[str]:
+    """At most ``limit`` of ``files``, stratified by folder: in a class-per-folder layout
+    (ImageNet's, PaddleClas's, torchvision's ``ImageFolder``) each class gets an equal share
+    (as far as it has images), drawn at random with ``seed``; all files when they fit."""
+    if len(files) <= limit:
+        return list(files)
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        groups.setdefault(os.path.dirname(f), []).append(f)
+    shuffled = [[group[i] for i in rng.permutation(len(group))] for group in groups.values()]
+    chosen: list[str] = []
+    for i in range(max(map(len, shuffled))):  # one from every class, then the next round
+        chosen += [group[i] for group in shuffled if i < len(group)]
+        if len(chosen) >= limit:
+            break
+    return chosen[:limit]
 
 
 def _batches(calibration: np.ndarray, batch_size: int) -> list[np.ndarray]:

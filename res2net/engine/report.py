@@ -67,33 +67,9 @@ class MetricsLog:
         """Save loss and top-1/top-5 curves against epochs as ``curves.png``."""
         if not self.enabled or not self.history:
             return None
-        import matplotlib
+        from res2net.plotting import training_curves
 
-        matplotlib.use("Agg")  # files only: no display needed
-        import matplotlib.pyplot as plt
-
-        epochs = [r["epoch"] for r in self.history]
-        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-        for key in ("train_loss", "val_loss"):
-            ax_loss.plot(epochs, [r.get(key) for r in self.history], marker="o", label=key)
-        for key in ("val_top1", "val_top5", "val_agreement"):
-            if any(key in r for r in self.history):
-                ax_acc.plot(epochs, [r.get(key) for r in self.history], marker="o", label=key)
-        ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-        losses = [r[k] for r in self.history for k in ("train_loss", "val_loss") if r.get(k)]
-        if losses and min(losses) > 0 and max(losses) > 5 * min(losses):
-            # A first epoch far above the rest would flatten every later change on a linear
-            # axis; on a log axis each keeps its share of the height.
-            ax_loss.set_yscale("log")
-        ax_acc.set(xlabel="epoch", ylabel="fraction", title="validation accuracy", ylim=(0, 1))
-        for ax in (ax_loss, ax_acc):
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        path = self.out_dir / PLOT_NAME
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return training_curves(self.history, self.out_dir / PLOT_NAME)
 
     def close(self) -> None:
         if self._writer is not None:

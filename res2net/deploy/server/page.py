@@ -1,5 +1,14 @@
 """The upload page served at ``/``: pick an image, see the top-5. Self-contained (no
-external scripts, styles or fonts), so it works on a machine without internet access."""
+external scripts, styles or fonts), so it works on a machine without internet access.
+
+The page says what is served (model, weights, engine, precision, preprocessing) and warns
+in a banner when the weights are random, so that a confident-looking top-5 from an
+untrained network is never mistaken for a prediction.
+"""
+
+from __future__ import annotations
+
+from html import escape
 
 UPLOAD_PAGE = """<!doctype html>
 <html lang="en">
@@ -18,10 +27,15 @@ UPLOAD_PAGE = """<!doctype html>
   td.score { width: 40%; }
   .bar { background: #4a7; height: .8rem; }
   #status { color: #555; } #status.error { color: #b00; }
+  #random-weights { background: #fff3cd; border: 2px solid #c90; color: #5c3c00;
+                    padding: .6rem .8rem; margin: 1rem 0; font-weight: 600; }
+  #served th { width: 9rem; color: #555; font-weight: normal; }
 </style>
 </head>
 <body>
 <h1>Classify an image with <code>{{MODEL}}</code></h1>
+{{BANNER}}
+<table id="served">{{SERVED}}</table>
 <form id="form">
   <input id="file" type="file" accept="image/*" required>
   <input id="key" type="password" placeholder="API key (only if the server needs one)">
@@ -79,3 +93,31 @@ function show(top) {
 </body>
 </html>
 """
+
+
+RANDOM_BANNER = (
+    '<div id="random-weights" role="alert">Warning: this server runs <em>random weights</em> '
+    "(started without a weights file). Its predictions mean nothing, however confident "
+    "they look. Restart it with <code>--weights FILE</code> or published weights.</div>"
+)
+
+
+def render_page(
+    model: str, *, weights: str, engine: str, precision: str, preprocess: str, random: bool
+) -> str:
+    """The upload page for one served model; every value is HTML-escaped."""
+    rows = [
+        ("model", model),
+        ("weights", weights),
+        ("engine", engine),
+        ("precision", precision),
+        ("preprocessing", preprocess),
+    ]
+    served = "".join(
+        f'<tr><th>{key}</th><td id="served-{key}">{escape(value)}</td></tr>' for key, value in rows
+    )
+    return (
+        UPLOAD_PAGE.replace("{{BANNER}}", RANDOM_BANNER if random else "")
+        .replace("{{SERVED}}", served)
+        .replace("{{MODEL}}", escape(model))
+    )

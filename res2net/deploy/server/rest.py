@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import html
 import json
 import time
 from typing import Any
@@ -22,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from res2net.deploy.server.page import UPLOAD_PAGE
+from res2net.deploy.server.page import render_page
 from res2net.deploy.server.service import MODEL_VERSION, ModelService, ServeError, decode_tensor
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -279,9 +278,7 @@ def _infer_response(
 def _add_classify_routes(app: FastAPI, service: ModelService) -> None:
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        # The name comes from the weights' metadata: escaped, like everything the page shows
-        # (labels and file names are set as text by its script, never as HTML).
-        return UPLOAD_PAGE.replace("{{MODEL}}", html.escape(service.name, quote=True))
+        return render_page(service.name, **service.page_facts())
 
     @app.post("/v1/classify")
     async def classify(request: Request, topk: int = service.config.topk) -> dict:

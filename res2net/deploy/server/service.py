@@ -197,6 +197,17 @@ class ModelService:
             },
         }
 
+    def page_facts(self) -> dict[str, Any]:
+        """What the upload page shows about the served model (besides its name)."""
+        runtime = getattr(self.predictor, "runtime", None)
+        return {
+            "weights": self.weights,
+            "engine": self.engine,
+            "precision": str(getattr(runtime, "precision", "fp32")),
+            "preprocess": _describe_preprocess(self.predictor.preprocess_cfg),
+            "random": getattr(self.predictor, "weights", None) in (None, False),
+        }
+
     @property
     def num_classes(self) -> int:
         return int(self.predictor.num_classes)
