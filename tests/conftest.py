@@ -158,3 +158,47 @@ def tiny_config(digits: Path, out: Path, **sections) -> dict:
     for section, values in sections.items():
         cfg[section] = {**cfg.get(section, {}), **values}
     return cfg
+
+
+@pytest.fixture(scope="session")
+def digits_demo(tmp_path_factory) -> dict:
+    """The digits demo model, really trained (configs/digits_demo.yaml as shipped), with its
+    preprocessing, the held-out images + labels and the training folder for calibration.
+
+    Trained once per session with the project's own loop; the INT8 tests of every toolkit
+    score their quantized copies against its FP32 top-1.
+    """
+    from res2net.data.datasets import folder_samples, render_digits
+    from res2net.data.transforms import preprocess
+    from res2net.engine.config import load_config
+    from res2net.engine.evaluate import model_from_weights
+    from res2net.engine.train import train
+    from res2net.models.registry import Preprocess
+
+    tmp = tmp_path_factory.mktemp("digits_demo")
+    data = tmp / "digits"
+    render_digits(data)
+    cfg = load_config(
+        ROOT / "configs" / "digits_demo.yaml",
+        [
+            f"data.train_dir={data / 'train'}",
+            f"data.val_dir={data / 'val'}",
+            f"output.dir={tmp / 'run'}",
+            "train.device=cpu",
+        ],
+    )
+    model, meta = model_from_weights(train(cfg).final_weights)
+    pre = Preprocess(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()}
+    )
+    samples, _ = folder_samples(data / "val")
+    images = np.stack([preprocess(path, pre).numpy() for path, _ in samples])
+    labels = np.array([label for _, label in samples])
+    return {"model": model, "preprocess": pre, "images": images, "labels": labels,
+            "train_dir": data / "train"}  # fmt: skip
+
+
+def top1(runtime, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of ``runtime`` on preprocessed ``images``, 64 per call."""
+    logits = np.concatenate([runtime(images[i : i + 64]) for i in range(0, len(images), 64)])
+    return float((logits.argmax(1) == labels).mean())

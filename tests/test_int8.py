@@ -15,17 +15,9 @@ import numpy as np
 import pytest
 from conftest import PHOTOS, simple_eval_transform
 
-from res2net.data.datasets import folder_samples, render_digits
-from res2net.data.transforms import preprocess
 from res2net.deploy.export import export_model, load_exported
 from res2net.deploy.int8 import load_calibration, sample_calibration
 from res2net.deploy.runtimes import create_runtime
-from res2net.engine.config import load_config
-from res2net.engine.evaluate import model_from_weights
-from res2net.engine.train import train
-from res2net.models.registry import Preprocess
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _logits(runtime, images: np.ndarray) -> np.ndarray:
@@ -69,31 +61,14 @@ def test_calibration_is_drawn_across_classes(tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_top1_within_half_point_of_fp32(tmp_path):
-    data = tmp_path / "digits"
-    render_digits(data)
-    cfg = load_config(
-        ROOT / "configs" / "digits_demo.yaml",
-        [
-            f"data.train_dir={data / 'train'}",
-            f"data.val_dir={data / 'val'}",
-            f"output.dir={tmp_path / 'run'}",
-            "train.device=cpu",
-        ],
-    )
-    model, meta = model_from_weights(train(cfg).final_weights)
-    pre = Preprocess(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()}
-    )
-
-    samples, _ = folder_samples(data / "val")
-    images = np.stack([preprocess(path, pre).numpy() for path, _ in samples])
-    labels = np.array([label for _, label in samples])
+def test_int8_top1_within_half_point_of_fp32(digits_demo, tmp_path):
+    model, pre = digits_demo["model"], digits_demo["preprocess"]
+    images, labels = digits_demo["images"], digits_demo["labels"]
     fp32_logits = _logits(create_runtime(model, "eager"), images)
     fp32 = float((fp32_logits.argmax(1) == labels).mean())
     assert fp32 >= 0.9, f"the demo model did not train (top-1 {fp32:.3f})"
 
-    calib = load_calibration([data / "train"], pre, limit=300)
+    calib = load_calibration([digits_demo["train_dir"]], pre, limit=300)
     assert len(calib) == 300
     for fmt, quantizer in (("openvino", "nncf"), ("onnx", "onnxruntime")):
         path = export_model(

@@ -43,8 +43,8 @@ TIMM_EQUIVALENT = {
 PEERS = ("timm-eager", "openvino-plain", "paddle-inference")
 # Peers that run only on the CPU, in FP32.
 CPU_FP32_PEERS = ("paddle-inference",)
-# Engines measured in INT8, each with its own quantizer (res2net.deploy.int8).
-INT8_ENGINES = ("openvino", "onnxruntime")
+# Engines measured in INT8, each with its own quantizer (res2net.deploy.int8, .executorch).
+INT8_ENGINES = ("openvino", "onnxruntime", "executorch")
 PADDLE_SCRIPT = Path(__file__).with_name("paddle_inference_peer.py")
 
 
@@ -144,8 +144,9 @@ def build_runtime(
 ):
     """A runtime of ``engine`` at ``precision`` on ``device``.
 
-    ``int8``: ``openvino`` quantized with NNCF, or ``onnxruntime`` with ONNX Runtime's
-    quantizer, calibrated on ``calib`` (random noise when None: fine for timing only).
+    ``int8``: ``openvino`` quantized with NNCF, ``onnxruntime`` with ONNX Runtime's
+    quantizer, ``executorch`` with PT2E (XNNPACK's quantizer), calibrated on ``calib``
+    (random noise when None: fine for timing only).
 
     :raises ValueError: a combination the bench does not measure (:func:`runs`).
     """
@@ -183,9 +184,20 @@ def build_runtime(
         if engine == "openvino":
             quantized = quantize_openvino(convert_openvino(prepared), data)
             return OpenVinoRuntime(quantized, precision="int8")
+        if engine == "executorch":
+            return _executorch_int8(prepared, data)
         with tempfile.TemporaryDirectory() as tmp:
             return OnnxRuntime(export_onnx_int8(prepared, Path(tmp) / "int8.onnx", data), "cpu")
     return create_runtime(model, engine, device=device, precision=precision)
+
+
+def _executorch_int8(prepared: Any, calib: np.ndarray) -> Any:
+    """An INT8 XNNPACK program (PT2E), through a ``.pte`` file as an app would load it."""
+    from res2net.deploy.executorch import ExecuTorchRuntime, export_executorch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        side = calib.shape[-1]
+        return ExecuTorchRuntime(export_executorch(prepared, Path(tmp) / "m.pte", side, calib))
 
 
 def _photos() -> list[Path]:

@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--int8",
         action="store_true",
-        help="INT8 post-training quantization (NNCF for openvino, ONNX Runtime for onnx)",
+        help="INT8 post-training quantization (NNCF for openvino, ONNX Runtime for onnx, "
+        "PT2E + XNNPACK's quantizer for executorch)",
     )
     p.add_argument("--calib", nargs="+", help="calibration images or folders for --int8")
     p.add_argument(

@@ -1,11 +1,13 @@
 """Export a Res2Net for deployment, and load exported files back into a runtime.
 
 Formats: ``onnx`` (``.onnx``), ``openvino`` (``.xml`` + ``.bin``), ``torchscript`` (``.pt``),
-``exported-program`` (``.pt2``, ``torch.export``). Every export has a dynamic batch
-dimension, BatchNorm folded into the convolutions (:mod:`res2net.deploy.fuse`), and a
-metadata file beside it (same stem, ``.json``) holding the model name, the registry
-entry's preprocessing, the class labels and the SHA-256 of the model file, so a runtime
-needs nothing else and a changed or mixed-up file is detected on load.
+``exported-program`` (``.pt2``, ``torch.export``), ``executorch`` (``.pte``, XNNPACK, for
+phones and boards: :mod:`res2net.deploy.executorch`). Every export but ``.pte`` (one image
+per call) has a dynamic batch dimension; every export has BatchNorm folded into the
+convolutions (:mod:`res2net.deploy.fuse`), and a metadata file beside it (same stem,
+``.json``) holding the model name, the registry entry's preprocessing, the class labels and
+the SHA-256 of the model file, so a runtime needs nothing else and a changed or mixed-up
+file is detected on load.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.deploy.executorch import (
+    QUANTIZER,
+    ExecuTorchRuntime,
+    export_executorch,
+    export_metadata,
+)
 from res2net.deploy.formats import FORMATS
 from res2net.deploy.runtimes import (
     EagerRuntime,
@@ -42,9 +50,10 @@ DEFAULT_ENGINE = {
     "openvino": "openvino",
     "torchscript": "eager",
     "exported-program": "eager",
+    "executorch": "executorch",
 }
 # The toolkit that quantizes each format that can be exported in INT8.
-INT8_QUANTIZER = {"openvino": "nncf", "onnx": "onnxruntime"}
+INT8_QUANTIZER = {"openvino": "nncf", "onnx": "onnxruntime", "executorch": QUANTIZER}
 METADATA_VERSION = 1
 
 
@@ -155,12 +164,13 @@ def export_model(
     :param labels: class names, index = class id.
     :param softmax: append a softmax (outputs probabilities instead of logits).
     :param int8_calibration: N x 3 x H x W preprocessed images; quantizes to INT8, with
-        NNCF for ``openvino`` and ONNX Runtime's quantizer for ``onnx`` (those two only).
+        NNCF for ``openvino``, ONNX Runtime's quantizer for ``onnx`` and PT2E with
+        XNNPACK's quantizer for ``executorch`` (those three only).
     :param input_size: crop side the graph is traced with (default: the preprocessing's).
     :param precision: ``"fp32"``, or ``"bf16"`` for ``openvino``: the IR keeps FP32 weights
         and its metadata records ``bf16``, so :func:`load_exported` compiles it with
         OpenVINO's BF16 hint (CPUs with AVX512-BF16 or AMX-BF16).
-    :raises ValueError: unknown format, INT8 asked for a format other than openvino/onnx,
+    :raises ValueError: unknown format, INT8 asked for a format without a quantizer,
         bf16 for a format other than openvino or together with INT8, or a label count that
         differs from the model's outputs.
     """
@@ -175,7 +185,8 @@ def export_model(
         )
     if int8_calibration is not None and fmt not in INT8_QUANTIZER:
         raise ValueError(
-            f"INT8 export needs --format openvino (NNCF) or onnx (ONNX Runtime), not {fmt}"
+            f"INT8 export needs format openvino (NNCF), onnx (ONNX Runtime) or executorch "
+            f"(PT2E), not {fmt}"
         )
     pre = (
         asdict(preprocess)
@@ -194,6 +205,8 @@ def export_model(
         _export_openvino(module, path, side, int8_calibration)
     elif fmt == "onnx" and int8_calibration is not None:
         export_onnx_int8(module, path, int8_calibration, side)
+    elif fmt == "executorch":
+        export_executorch(module, path, side, int8_calibration)
     else:
         _export_file(module, fmt, path, side)
     meta = {
@@ -209,6 +222,8 @@ def export_model(
         "labels": list(labels) if labels is not None else None,
         "files": {p.name: _sha256(p) for p in _files_of(path)},
     }
+    if fmt == "executorch":
+        meta.update(export_metadata(side))
     metadata_path(path).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -279,6 +294,8 @@ def _open(path: Path, fmt: str, engine: str, device: str, precision: str) -> Run
     if engine == "eager" and fmt == "exported-program":
         # An exported program is already in inference form and refuses .eval().
         return EagerRuntime(torch.export.load(path).module(), device, set_eval=False)
+    if engine == "executorch" and fmt == "executorch":
+        return ExecuTorchRuntime(path, device)
     raise ValueError(f"a {fmt} export cannot run in engine {engine!r}; use {DEFAULT_ENGINE[fmt]}")
 
 

@@ -7,4 +7,5 @@ FORMATS = {
     "openvino": ".xml",
     "torchscript": ".pt",
     "exported-program": ".pt2",
+    "executorch": ".pte",
 }

@@ -10,6 +10,8 @@ rewritten network), ``onnxruntime`` and ``openvino`` (the rewritten network conv
 memory), ``cudagraph`` (the rewritten network replayed as one CUDA graph per input shape,
 GPU only) and ``tensorrt`` (through ``torch_tensorrt``, only where it and a GPU exist).
 :func:`res2net.deploy.export.load_exported` runs exported files in the same engines.
+``executorch`` runs an XNNPACK ``.pte`` program in ExecuTorch's runtime, on the CPU
+(:mod:`res2net.deploy.executorch`).
 
 Precision: the PyTorch engines run ``fp32``, ``fp16`` or ``bf16`` (:data:`PRECISIONS`;
 fp16 on a GPU only); OpenVINO runs ``fp32``, and ``bf16`` on CPUs with AVX512-BF16 or
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.deploy.executorch import ExecuTorchRuntime
 from res2net.models.res2net import Res2Net
 
 
@@ -471,18 +474,20 @@ ENGINES: dict[str, type] = {
     "openvino": OpenVinoRuntime,
     "cudagraph": CudaGraphRuntime,
     "tensorrt": TensorRtRuntime,
+    "executorch": ExecuTorchRuntime,
 }
 # Engines that run the network in PyTorch dtypes (every precision of PRECISIONS).
 TORCH_ENGINES = ("eager", "fused", "compile", "cudagraph", "tensorrt")
 # Engines that need a CUDA GPU.
 GPU_ONLY = ("cudagraph", "tensorrt")
 # Engines whose CPU build would silently run on the CPU when asked for "cuda".
-_CPU_LIBRARIES = ("onnxruntime", "openvino")
+_CPU_LIBRARIES = ("onnxruntime", "openvino", "executorch")
 # The Python package each optional engine needs.
 _ENGINE_PACKAGES = {
     "onnxruntime": "onnxruntime",
     "openvino": "openvino",
     "tensorrt": "torch_tensorrt",
+    "executorch": "executorch",
 }
 
 
