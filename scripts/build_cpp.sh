@@ -6,6 +6,7 @@
 #   - OpenVINO's C++ runtime and CMake config from the `openvino` Python wheel in .venv
 #     (scripts/setup.sh installs it), so nothing else is downloaded.
 # Usage: bash scripts/build_cpp.sh [extra cmake -D options]   (BUILD_TYPE=Debug for a debug build)
+#        bash scripts/build_cpp.sh --deps-only                 (only the Debian packages; setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${RES2NET_PYTHON:-.venv/bin/python}
@@ -24,8 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "build_cpp: not Debian: make sure a C++17 compiler, CMake, OpenCV, nlohmann-json and OpenSSL are installed" >&2
   else
     echo "build_cpp: missing ${missing[*]}; install them (sudo apt-get install ${missing[*]})" >&2
-    exit 1
+    [ "${1:-}" = "--deps-only" ] || exit 1
   fi
+fi
+if [ "${1:-}" = "--deps-only" ]; then
+  exit 0
 fi
 
 if ! OV_PKG=$("$PY" -c "import openvino, os; print(os.path.dirname(openvino.__file__))" 2>/dev/null); then

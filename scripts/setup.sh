@@ -18,6 +18,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   fi
 fi
 
+# Compiler, CMake, OpenCV, nlohmann-json, OpenSSL for the C++ predictor (scripts/build_cpp.sh).
+bash scripts/build_cpp.sh --deps-only
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -25,9 +25,14 @@ int cpu_threads(int requested) {
   return 0;  // OpenVINO's own default
 }
 
-std::string first_line(const std::string& text) {
-  std::string line = text.substr(0, text.find('\n'));
-  return line.size() > 300 ? line.substr(0, 300) : line;
+// OpenVINO's messages start with source locations; keep the whole text on one line, capped.
+std::string one_line(const std::string& text) {
+  std::string line;
+  for (char c : text) {
+    if (c != '\n') line += c;
+    else if (!line.empty() && line.back() != ' ') line += ' ';
+  }
+  return line.size() > 600 ? line.substr(0, 600) + "..." : line;
 }
 
 // OpenVINO's CPU plugin computes in bf16 by default on CPUs with AMX/AVX512-BF16, so the
@@ -89,19 +94,17 @@ Predictor::Predictor(const std::string& model_path, const Options& options)
                      "Python predictor for this model");
   }
   const ov::element::Type precision = inference_type(s.core, options);
-  std::shared_ptr<ov::Model> model;
-  try {
-    model = s.core.read_model(model_path);
-  } catch (const ov::Exception& exc) {
-    throw ModelError(model_path + ": openvino cannot load this " + s.info.format + " file (" +
-                     first_line(exc.what()) + "); export it again");
-  }
   ov::AnyMap config{ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY),
                     ov::hint::inference_precision(precision)};
   if (const int threads = cpu_threads(options.threads); threads > 0) {
     config.emplace(ov::inference_num_threads(threads));
   }
-  s.compiled = s.core.compile_model(model, options.device, config);
+  try {
+    s.compiled = s.core.compile_model(s.core.read_model(model_path), options.device, config);
+  } catch (const ov::Exception& exc) {
+    throw ModelError(model_path + ": openvino cannot load this " + s.info.format + " file (" +
+                     one_line(exc.what()) + "); export it again");
+  }
   s.request = s.compiled.create_infer_request();
 }
 

@@ -16,7 +16,7 @@
 
 #include "res2net/predictor.hpp"
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace {
 
