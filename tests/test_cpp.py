@@ -226,6 +226,7 @@ def test_bad_images_fail_alone(cpp, digits_model, tmp_path):
         "corrupt.png": b"\x89PNG\r\n\x1a\n"
         + bytes(np.random.default_rng(0).integers(0, 256, 999, dtype=np.uint8)),
         "truncated.png": PHOTOS[0].read_bytes()[:5000],
+        "truncated.jpg": next(p for p in PHOTOS if p.suffix == ".jpg").read_bytes()[:20000],
     }
     for name, data in bad.items():
         (tmp_path / name).write_bytes(data)
@@ -235,11 +236,11 @@ def test_bad_images_fail_alone(cpp, digits_model, tmp_path):
     preds = json.loads(proc.stdout)["predictions"]
     py = Predictor(None, weights, num_workers=0).predict(inputs)
     # The same inputs fail as in Python; each message names its file.
-    assert [p["error"] is None for p in preds] == [p.ok for p in py] == [True] + [False] * 5
+    assert [p["error"] is None for p in preds] == [p.ok for p in py] == [True] + [False] * 6
     for path, pred in zip(inputs[1:], preds[1:], strict=True):
         assert pred["error"].startswith(str(path)), pred
         assert f"failed: {path}" in proc.stderr
-    assert "5 of 6 images failed" in proc.stderr
+    assert "6 of 7 images failed" in proc.stderr
     assert preds[0]["class_ids"] == py[0].class_ids
 
 

@@ -40,10 +40,31 @@ std::vector<unsigned char> read_bytes(const std::string& path) {
   return data;
 }
 
+// Whether a JPEG stops before its end-of-image marker. libjpeg decodes such a file with a
+// warning, filling the missing part with gray, and OpenCV returns that image; Pillow (the
+// Python predictor) refuses it, and so do we. Inside entropy-coded data every 0xFF byte is
+// followed by 0x00 or a restart marker, so the last start-of-scan (FF DA) in the file belongs
+// to the image's last scan, and a complete file has an EOI (FF D9) after it.
+bool truncated_jpeg(const std::vector<unsigned char>& data) {
+  if (data.size() < 4 || data[0] != 0xFF || data[1] != 0xD8) return false;
+  std::size_t last_scan = 0;
+  for (std::size_t i = 0; i + 1 < data.size(); ++i) {
+    if (data[i] == 0xFF && data[i + 1] == 0xDA) last_scan = i;
+  }
+  for (std::size_t i = last_scan; i + 1 < data.size(); ++i) {
+    if (data[i] == 0xFF && data[i + 1] == 0xD9) return false;
+  }
+  return true;
+}
+
 // The decoded image, 8-bit BGR, as cv::imread(path, IMREAD_COLOR) gives it: gray replicated,
 // alpha dropped, 16-bit reduced to its high byte, EXIF orientation applied.
 cv::Mat decode(const std::string& path) {
   const std::vector<unsigned char> data = read_bytes(path);
+  if (truncated_jpeg(data)) {
+    throw ImageError(path + ": truncated image data (the JPEG ends before its end-of-image "
+                     "marker)");
+  }
   cv::Mat image;
   try {
     image = cv::imdecode(data, cv::IMREAD_COLOR);
