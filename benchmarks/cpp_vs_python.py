@@ -99,7 +99,7 @@ def section(cpp: list[dict], py: list[dict], sizes: list[int], args) -> str:
         "## C++ predictor vs Python (OpenVINO, CPU)",
         "",
         f"Measured {datetime.date.today()} on {cpu_name()}, {cores} cores, by "
-        f"`python benchmarks/cpp_vs_python.py`{' --short' if args.short else ''}: {MODEL} "
+        f"`python benchmarks/cpp_vs_python.py{' --short' if args.short else ''}`: {MODEL} "
         f"(random weights) exported as OpenVINO IR, FP32, {args.rounds} alternating rounds; "
         f"each round {args.warmup} warm-up calls then the median of {args.iters} "
         f"(latency), and one warm-up pass then one timed pass over {args.count} photos "
