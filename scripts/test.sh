@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "test: set-up (.venv, .venv-ref, chromium for the browser test) ..."
 bash scripts/setup.sh --browser
+# Compiler, CMake, OpenCV, nlohmann-json, OpenSSL for the C++ predictor's tests (tests/test_cpp.py
+# builds it with scripts/build_cpp.sh); the demo needs none of them.
+echo "test: C++ build packages ..."
+bash scripts/build_cpp.sh --deps-only
 echo "test: ruff ..."
 .venv/bin/ruff check res2net tests benchmarks
 workers=${RES2NET_TEST_WORKERS:-2}
