@@ -219,6 +219,11 @@ class Predictor:
         except ValueError as exc:  # ImageDecodeError and bad preprocessing settings
             return name, str(exc)
 
+    def classify_prepared(self, chunk: list[tuple[str, torch.Tensor | str]]) -> list[Prediction]:
+        """Predictions for inputs decoded elsewhere: each ``(name, tensor)`` (from
+        :meth:`preprocess`) or ``(name, error message)``; runs ``len(chunk)`` images at once."""
+        return self._classify(chunk)
+
     def _classify(self, chunk: list[tuple[str, Any]]) -> list[Prediction]:
         good = [i for i, (_, value) in enumerate(chunk) if isinstance(value, torch.Tensor)]
         results = [Prediction(name, error=value) for name, value in chunk]
