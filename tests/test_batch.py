@@ -255,3 +255,14 @@ def test_eval_on_ray_equals_eval(capsys, local_ray, tiny_weights, photo_dir, tmp
     assert on_ray["skipped"] == single["skipped"] == 1
     assert on_ray["loss"] == pytest.approx(single["loss"], rel=1e-5)
     assert 0 < single["top1"] < single["top5"] < 1, "top-1/top-5 must discriminate"
+
+
+def test_cli_flags_that_need_output_or_misread_an_address(capsys, photo_dir, tmp_path):
+    out = str(tmp_path / "r.parquet")
+    assert cli_main(["predict", str(photo_dir), "--resume"]) == 2
+    assert "--output" in capsys.readouterr().err
+    # nargs="?": `--ray FOLDER` would take the folder for a cluster address.
+    assert cli_main(["predict", "x.png", "--output", out, "--ray", str(photo_dir)]) == 2
+    assert "put --ray after the images" in capsys.readouterr().err
+    assert cli_main(["predict", str(photo_dir), "--output", str(tmp_path / "r.csv")]) == 2
+    assert "*.parquet or *.jsonl" in capsys.readouterr().err

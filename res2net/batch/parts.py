@@ -36,8 +36,20 @@ def output_format(output: str | os.PathLike) -> str:
     return suffix
 
 
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise RuntimeError(
+            "writing Parquet needs pyarrow: pip install 'res2net[scale]' (or name the output "
+            "*.jsonl)"
+        ) from None
+    return pyarrow, pyarrow.parquet
+
+
 def _schema():
-    import pyarrow as pa
+    pa, _ = _pyarrow()
 
     return pa.schema(
         [
@@ -64,9 +76,7 @@ def write_part(folder: str | os.PathLike, rows: Sequence[dict[str, Any]], fmt: s
     tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
     try:
         if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
+            pa, pq = _pyarrow()
             table = pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], _schema())
             pq.write_table(table, tmp)
         else:
@@ -92,9 +102,7 @@ def read_part(path: str | os.PathLike, fmt: str, columns: Iterable[str] = COLUMN
     """The rows of one part, with the given columns."""
     columns = list(columns)
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path, columns=columns).to_pylist()
+        return _pyarrow()[1].read_table(path, columns=columns).to_pylist()
     with open(path, encoding="utf-8") as fh:
         return [{c: row[c] for c in columns} for row in map(json.loads, fh) if row]
 

@@ -38,8 +38,12 @@ def connect(address: str | None) -> bool:
     ``"local"`` (or ``None``) starts a single-machine instance without the dashboard;
     anything else is passed to ``ray.init(address=...)``.
     """
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(
+            "Ray is not installed; install the scale extra: pip install 'res2net[scale]'"
+        ) from None
     if ray.is_initialized():
         return False
     if address in (None, "local"):

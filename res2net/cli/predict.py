@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -129,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
     weights = True if args.pretrained else args.weights
     if args.output is None and (args.resume or args.ray):
         raise ValueError("--resume and --ray need --output RESULTS.parquet (or .jsonl)")
+    if args.ray and os.path.exists(args.ray):
+        raise ValueError(
+            f"--ray took {args.ray!r} as a cluster address, but it is a file or folder; put "
+            "--ray after the images, or write --ray local"
+        )
     if args.output is not None:
         return _run_batch(args, weights, _max_pixels(args.max_pixels, DEFAULT_MAX_PIXELS))
     files = collect_images(args.inputs)
