@@ -80,6 +80,12 @@ def tiny_export(path: Path) -> Path:
     return export_weights(model, path, {"res2net_training": json.dumps(meta)})
 
 
+def model_name(args) -> str:
+    if args.model == "tiny":
+        return "`tiny` (a Res2Net-50-vd 4 channels wide, 10 classes, 224 x 224 input)"
+    return args.model
+
+
 def model_args(args, work: Path) -> dict:
     if args.model == "tiny":
         return {"model": None, "weights": tiny_export(work / "tiny.safetensors")}
@@ -162,14 +168,23 @@ def scaling_paragraph(costs: dict[str, float], args) -> str:
     )
 
 
+def isa() -> str:
+    """The widest x86 vector extension the CPU reports (AVX-512 / AVX2), for the machine line."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "ISA unknown"
+    return "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
+
+
 def section(times: dict[str, list[float]], args, costs: dict[str, float]) -> str:
     today = datetime.date.today().isoformat()
     lines = [
         "## Batch prediction: one process vs Ray Data (CPU)",
         "",
-        f"Measured {today} on {cpu_name()}, {os.cpu_count()} cores, by "
+        f"Measured {today} on {cpu_name()} ({isa()}), {os.cpu_count()} cores, by "
         f"`python benchmarks/batch_throughput.py` (`res2net.batch_predict`): {args.images} "
-        f"distinct JPEGs (crops of the test photos, 256-512 px), model {args.model} with "
+        f"distinct JPEGs (crops of the test photos, 256-512 px), model {model_name(args)} with "
         f"random weights, engine `{args.engine}`, {args.rows_per_part} images per part, Parquet "
         f"output; {args.rounds} round(s), settings in turns. {args.note}",
         "",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import ray  # the res2net[scale] extra, in [all]: these tests must run in CI
 import torch
 from conftest import PHOTOS, TINY_ARCH
 
@@ -26,7 +27,6 @@ from res2net.batch import batch_predict, read_rows
 from res2net.batch.parts import drop_duplicates, part_files, write_part
 from res2net.cli import main as cli_main
 
-ray = pytest.importorskip("ray", reason="needs the res2net[scale] extra")
 pytestmark = pytest.mark.timeout(150)
 
 PREPROCESS = {"resize_short": 72, "crop": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
