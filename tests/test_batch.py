@@ -222,7 +222,7 @@ def test_killed_actor_loses_and_repeats_nothing(
     worker.start()
     deadline = time.monotonic() + 120
     while not part_files(out, "parquet") and time.monotonic() < deadline and worker.is_alive():
-        time.sleep(0.05)
+        time.sleep(0.01)
     pids = _actor_pids()
     assert pids and worker.is_alive(), "the job ended before an actor could be killed"
     parts_before = len(part_files(out, "parquet"))
