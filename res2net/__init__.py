@@ -44,6 +44,8 @@ _EXPORTS = {
     "train": "res2net.engine.train",
     "load_config": "res2net.engine.config",
     "evaluate_folder": "res2net.engine.evaluate",
+    "batch_predict": "res2net.batch",
+    "evaluate_on_ray": "res2net.batch",
     "render_digits": "res2net.data.datasets",
 }
 

@@ -31,6 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="evaluate on Ray: no value starts a local instance; 'auto' or HOST:PORT joins one",
+    )
+    p.add_argument("--actors", type=int, default=1, help="model replicas with --ray (default 1)")
     p.set_defaults(func=run)
 
 
@@ -41,16 +49,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --model NAME (with --weights or --pretrained) or --weights FILE")
     if args.pretrained and args.weights:
         raise ValueError("give either --pretrained or --weights, not both")
-    result = evaluate_folder(
-        args.data,
-        name=args.model,
-        weights=args.weights,
-        pretrained=args.pretrained,
-        list_file=args.list_file,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        device=args.device,
-    )
+    common = {"name": args.model, "weights": args.weights, "pretrained": args.pretrained}
+    common |= {"list_file": args.list_file, "device": args.device}
+    if args.ray:
+        from res2net.batch import evaluate_on_ray
+
+        result = evaluate_on_ray(args.data, address=args.ray, num_actors=args.actors, **common)
+    else:
+        result = evaluate_folder(
+            args.data, batch_size=args.batch_size, num_workers=args.workers, **common
+        )
     if args.json:
         print(json.dumps(result))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from res2net.cli.helpfmt import HelpFormatter
@@ -55,7 +56,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images with more pixels (default 89,478,485; 0: no limit)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _add_batch_options(p)
     p.set_defaults(func=run)
+
+
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
+    """Options of large jobs (res2net.batch): stream to a file, resume, run on Ray."""
+    g = p.add_argument_group("large collections (see README: Classify a large collection)")
+    g.add_argument(
+        "--output",
+        metavar="RESULTS.parquet|.jsonl",
+        help="write one row per image into this folder of part files instead of printing",
+    )
+    g.add_argument("--resume", action="store_true", help="skip images already in --output")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run on Ray: no value starts a local instance; 'auto' or HOST:PORT joins a cluster",
+    )
+    g.add_argument("--actors", type=int, default=1, help="model replicas on Ray (default 1)")
+    g.add_argument(
+        "--cpus-per-actor", type=float, default=0.5, help="CPUs Ray reserves per actor (0.5)"
+    )
+    g.add_argument("--rows-per-part", type=int, default=1024, help="images per part file")
+
+
+def _run_batch(args: argparse.Namespace, weights, max_pixels: int | None) -> int:
+    from res2net.batch import batch_predict
+
+    summary = batch_predict(
+        args.inputs,
+        args.output,
+        model=args.model,
+        weights=weights,
+        resume=args.resume,
+        rows_per_part=args.rows_per_part,
+        ray=args.ray,
+        num_actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor,
+        engine=args.engine,
+        device=args.device,
+        precision=args.precision,
+        topk=args.topk,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        labels=args.labels,
+        num_classes=args.num_classes,
+        max_pixels=max_pixels,
+    )
+    print(
+        f"{summary['written']} images written to {summary['output']} ({summary['failed']} failed, "
+        f"{summary['skipped']} already there)",
+        file=sys.stderr,
+    )
+    return 1 if summary["failed"] else 0
 
 
 def _print_text(predictions: list, model: str, weights: str) -> None:
@@ -82,10 +138,19 @@ def run(args: argparse.Namespace) -> int:
     from res2net.data.images import DEFAULT_MAX_PIXELS, collect_images
     from res2net.deploy.predictor import Predictor
 
+    weights = True if args.pretrained else args.weights
+    if args.output is None and (args.resume or args.ray):
+        raise ValueError("--resume and --ray need --output RESULTS.parquet (or .jsonl)")
+    if args.ray and os.path.exists(args.ray):
+        raise ValueError(
+            f"--ray took {args.ray!r} as a cluster address, but it is a file or folder; put "
+            "--ray after the images, or write --ray local"
+        )
+    if args.output is not None:
+        return _run_batch(args, weights, _max_pixels(args.max_pixels, DEFAULT_MAX_PIXELS))
     files = collect_images(args.inputs)
     if not files:
         raise ValueError(f"no image files found in {', '.join(args.inputs)}")
-    weights = True if args.pretrained else args.weights
     predictor = Predictor(
         args.model,
         weights,

@@ -231,6 +231,11 @@ class Predictor:
         except Exception as exc:  # noqa: BLE001 - any failure of one input is that input's
             return name, f"{name}: cannot classify ({type(exc).__name__}: {str(exc)[:200]})"
 
+    def classify_prepared(self, chunk: list[tuple[str, torch.Tensor | str]]) -> list[Prediction]:
+        """Predictions for inputs decoded elsewhere: each ``(name, tensor)`` (from
+        :meth:`preprocess`) or ``(name, error message)``; runs ``len(chunk)`` images at once."""
+        return self._classify(chunk)
+
     def _classify(self, chunk: list[tuple[str, Any]]) -> list[Prediction]:
         good = [i for i, (_, value) in enumerate(chunk) if isinstance(value, torch.Tensor)]
         results = [Prediction(name, error=value) for name, value in chunk]
