@@ -226,7 +226,9 @@ def training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) 
             if any(key in row for row in history):
                 ax_acc.plot(epochs, [row.get(key) for row in history], marker="o",
                             color=colours[key], label=key)  # fmt: skip
-        if losses and min(losses) > 0:  # a loss spanning decades stays readable
+        if losses and min(losses) > 0 and max(losses) > 5 * min(losses):
+            # A first epoch far above the rest would flatten every later change on a linear
+            # axis; on a log axis each keeps its share of the height.
             ax_loss.set_yscale("log")
         ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
         ax_acc.set(xlabel="epoch", ylabel="fraction", title="validation accuracy", ylim=(0, 1))

@@ -83,7 +83,7 @@ def expected(tiny_weights, photo_dir) -> dict[str, dict]:
     from res2net.data.images import collect_images
     from res2net.deploy.predictor import Predictor
 
-    predictions = Predictor(None, tiny_weights).predict(collect_images([photo_dir]))
+    predictions = Predictor(None, tiny_weights, engine="eager").predict(collect_images([photo_dir]))
     return {p.source: p.to_dict() for p in predictions}
 
 
@@ -122,7 +122,7 @@ def test_single_process_output_equals_predict(expected, tiny_weights, photo_dir,
     for suffix in ("parquet", "jsonl"):
         out = tmp_path / f"results.{suffix}"
         args = ["predict", str(photo_dir), "--weights", str(tiny_weights), "--output", str(out)]
-        assert cli_main([*args, "--rows-per-part", "7"]) == 1
+        assert cli_main([*args, "--rows-per-part", "7", "--engine", "eager"]) == 1
         assert len(part_files(out, suffix)) == 4  # 25 images, 7 per part
         _assert_same(read_rows(out), expected)
     import pandas as pd

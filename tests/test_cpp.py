@@ -200,8 +200,9 @@ def test_text_output_is_res2net_predicts(cpp, digits_model, capsys):
     from res2net.deploy.predictor import Predictor
 
     weights, export, images = digits_model
-    _print_text(Predictor(None, weights, num_workers=0, topk=3).predict(images[:4]))
-    expected = capsys.readouterr().out.splitlines()
+    _print_text(Predictor(None, weights, num_workers=0, topk=3).predict(images[:4]), "m", "w")
+    # The per-image blocks; the C++ program does not print `res2net predict`'s header line.
+    expected = capsys.readouterr().out.splitlines()[1:]
     proc = run_cpp(cpp, "predict", "--model", export, *images[:4], "--topk", "3")
     assert proc.returncode == 0, proc.stderr
     got = proc.stdout.splitlines()

@@ -108,7 +108,9 @@ def test_missing_or_mismatched_metadata_is_refused(onnx_copy, exported):
 def test_bad_export_requests(vd50_with_reference, tmp_path):
     with pytest.raises(ValueError, match="unknown export format 'tflite'"):
         export_model(vd50_with_reference[0], tmp_path / "m", fmt="tflite")
-    with pytest.raises(ValueError, match="INT8 export needs --format openvino .* or onnx"):
+    with pytest.raises(
+        ValueError, match="INT8 export needs format openvino .* onnx .* or executorch"
+    ):
         export_model(
             vd50_with_reference[0],
             tmp_path / "m",
