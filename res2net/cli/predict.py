@@ -83,6 +83,15 @@ def _add_batch_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rows-per-part", type=int, default=1024, help="images per part file")
 
 
+def _predictor_options(args: argparse.Namespace, max_pixels: int | None) -> dict:
+    """The Predictor keywords that both the in-memory and the streaming (batch) paths take."""
+    return {
+        "engine": args.engine, "device": args.device, "precision": args.precision,
+        "topk": args.topk, "batch_size": args.batch_size, "num_workers": args.num_workers,
+        "labels": args.labels, "num_classes": args.num_classes, "max_pixels": max_pixels,
+    }  # fmt: skip
+
+
 def _run_batch(args: argparse.Namespace, weights, max_pixels: int | None) -> int:
     from res2net.batch import batch_predict
 
@@ -96,15 +105,7 @@ def _run_batch(args: argparse.Namespace, weights, max_pixels: int | None) -> int
         ray=args.ray,
         num_actors=args.actors,
         cpus_per_actor=args.cpus_per_actor,
-        engine=args.engine,
-        device=args.device,
-        precision=args.precision,
-        topk=args.topk,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        labels=args.labels,
-        num_classes=args.num_classes,
-        max_pixels=max_pixels,
+        **_predictor_options(args, max_pixels),
     )
     print(
         f"{summary['written']} images written to {summary['output']} ({summary['failed']} failed, "
@@ -154,15 +155,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(
         args.model,
         weights,
-        engine=args.engine,
-        device=args.device,
-        precision=args.precision,
-        topk=args.topk,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        labels=args.labels,
-        num_classes=args.num_classes,
-        max_pixels=_max_pixels(args.max_pixels, DEFAULT_MAX_PIXELS),
+        **_predictor_options(args, _max_pixels(args.max_pixels, DEFAULT_MAX_PIXELS)),
     )
     if not weights:
         # Only once the command is known to run: a usage error above needs no such warning.
