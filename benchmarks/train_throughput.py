@@ -25,7 +25,8 @@ from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 # (label, builder): ours in both flavours, and timm's res2net50d, which is the official
-# flavour's Res2Net-50-vd (REFERENCE.md §4).
+# flavour's Res2Net-50-vd (timm's res2net.py: the original release's 'v1b' weights, deep stem
+# + avg-pool shortcut).
 NETWORKS = {
     "res2net Res2Net50_vd_26w_4s (PaddleClas flavour)": lambda: res2net.create_model(
         "Res2Net50_vd_26w_4s"

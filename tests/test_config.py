@@ -92,7 +92,7 @@ def test_shipped_configs_load(path):
 
 @pytest.mark.parametrize("name", PADDLE_NETWORKS)
 def test_imagenet_configs_carry_paddleclas_recipe(name):
-    # Figures of ppcls/configs/ImageNet/Res2Net/*.yaml, as REFERENCE.md §5 records them.
+    # Figures of PaddleClas 2.6's ppcls/configs/ImageNet/Res2Net/*.yaml.
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.model.name == name and cfg.model.num_classes == 1000
     assert cfg.schedule.epochs == 200 and cfg.schedule.warmup_epochs == 0

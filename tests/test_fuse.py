@@ -61,7 +61,8 @@ def test_fused_official_flavour_matches(name, photo_batch):
     model = create_model(name)
     x = photo_batch[0][:2]
     # Fit BN statistics to the photos, then random affine parameters, so the outputs depend
-    # on the image and the folded biases are far from zero (see REFERENCE.md section 9).
+    # on the image and the folded biases are far from zero (random init alone gives almost
+    # image-independent outputs).
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in bns:
         bn.momentum = 1.0
