@@ -2,9 +2,9 @@
 timm's logits on real photos; our weights exported for timm load into timm and agree.
 
 timm models get random weights AND random BatchNorm statistics/affine fitted to the photos
-(with plain random init a deep network's logits barely depend on the image: the two flavours
-differed by ~1% of max|logit| that way, by ~25% with fitted statistics), on which a parity
-check could not fail. The negative control shows it can: PaddleClas's flavour,
+(plain random init gives logits that barely depend on the image, on which a parity check
+could not fail: the two flavours differed by ~1% of max|logit| that way, by ~25% with fitted
+statistics). The negative control shows it can: PaddleClas's flavour,
 with the same file, gives clearly different logits.
 """
 
