@@ -12,6 +12,7 @@ the section gives the range a fresh clone can expect rather than one lucky run.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -46,14 +47,17 @@ def run(overrides: list[str]) -> tuple[dict, float, int]:
     return result.history[-1], seconds, cfg.schedule.epochs
 
 
-def section(runs: list[tuple[int, dict, float]], epochs: int, overrides: list[str]) -> str:
+def section(
+    runs: list[tuple[int, dict, float]], epochs: int, overrides: list[str], loads: list[float]
+) -> str:
     """The Markdown section: one row per seed, then the range of held-out top-1."""
     extra = f" with overrides `{' '.join(overrides)}`" if overrides else ""
     setup = (
         f"`benchmarks/digits_demo.py`: `configs/digits_demo.yaml`{extra} (Res2Net-50-vd, "
         "width 8, 4 scales, 32x32) on scikit-learn's handwritten digits, 1437 train / 360 "
         f"held-out images. CPU: {cpu_name()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}."
+        f"torch {torch.__version__}. Load average (1 min) after each run: "
+        f"{', '.join(f'{x:.1f}' for x in loads)}."
     )
     rows = [
         f"| {seed} | {epochs} | {row['val_top1']:.4f} | {row['val_top5']:.4f} | "
@@ -76,6 +80,8 @@ def section(runs: list[tuple[int, dict, float]], epochs: int, overrides: list[st
             *rows,
             "",
             spread,
+            "A load average above the 2 cores means other jobs shared the machine: the times are "
+            "then inflated, the accuracy is not.",
         ]
     )
 
@@ -86,12 +92,13 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true", help="print only; leave BENCHMARKS.md")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     args = ap.parse_args()
-    runs, epochs = [], 0
+    runs, epochs, loads = [], 0, []
     for seed in [int(s) for s in args.seeds.split(",")]:
         row, seconds, epochs = run([*args.overrides, f"train.seed={seed}"])
         print(f"seed {seed}: top-1 {row['val_top1']:.4f} in {seconds / 60:.1f} min")
         runs.append((seed, row, seconds))
-    text = section(runs, epochs, args.overrides)
+        loads.append(os.getloadavg()[0])
+    text = section(runs, epochs, args.overrides, loads)
     print(
         text
         if args.dry_run
