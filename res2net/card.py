@@ -215,6 +215,8 @@ def load_card(name_or_path: str | os.PathLike) -> ModelCard:
         return card_of(REGISTRY[text])
     path = Path(name_or_path)
     if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise WeightFileError(f"{path}: no such weight file")
         card = training_card(path)
         if card is None:
             raise ValueError(

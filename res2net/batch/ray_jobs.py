@@ -71,7 +71,7 @@ def predict_preprocess(model: str | None, weights: Any) -> Preprocess:
 
 def _decode_for_predict(batch: dict[str, np.ndarray], cfg: Preprocess, max_pixels) -> dict:
     """Ray Data task: read + decode + preprocess each source; failures keep their message."""
-    from res2net.batch.predict import read_source
+    from res2net.batch.parts import read_source
     from res2net.data.transforms import preprocess
 
     images, errors = [], []
@@ -106,8 +106,7 @@ class _PredictAndWrite:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from res2net.batch.parts import write_part
-        from res2net.batch.predict import prediction_rows
+        from res2net.batch.parts import prediction_rows, write_part
 
         names = [str(s) for s in batch["source"]]
         chunk = [
