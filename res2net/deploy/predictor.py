@@ -22,13 +22,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from res2net.card import ModelCard, card_of
+from res2net.card import ModelCard, load_card
 from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source
 from res2net.data.labels import imagenet_labels, load_label_file
 from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import preprocess
 from res2net.deploy.runtimes import create_runtime
-from res2net.models.registry import get_entry
 
 
 @dataclass
@@ -159,7 +158,7 @@ class Predictor:
             from res2net.builder import build_model
 
             num_classes = num_classes or (len(names) if names else 1000)
-            card = replace(card_of(get_entry(model)), num_classes=num_classes)
+            card = replace(load_card(model), num_classes=num_classes)
             # skip_head=False: a fine-tuned file's own classifier is what predict needs.
             network = build_model(card, weights=weights or False, skip_head=False)
         self.card = card

@@ -232,9 +232,8 @@ def _describe_mismatch(
     if file_meta and "res2net_training" in file_meta:
         lines.append(
             "The file records the architecture it was trained with: build the model from the "
-            "file instead of naming one (Predictor(None, path), "
-            "res2net.engine.evaluate.model_from_weights(path); on the command line, leave out "
-            "--model)."
+            "file instead of naming one (res2net.build_model(res2net.load_card(path)), "
+            "Predictor(None, path); on the command line, leave out --model)."
         )
     guess = guess_model(raw_state, candidates)
     configs = {name: config for name, config, _ in candidates}
