@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 from res2net.card import ModelCard, card_of
 from res2net.models.registry import REGISTRY, get_entry
-from res2net.weights import hub, io
+from res2net.weights import hub
 
 if TYPE_CHECKING:
     from res2net.models.res2net import Res2Net
+    from res2net.weights.io import Candidate, LoadReport
 
 
-def candidates() -> list[io.Candidate]:
+def candidates() -> list[Candidate]:
     """The registry's architectures, as :func:`res2net.weights.io.guess_model` takes them."""
     return [(e.name, e.config, e.family) for e in REGISTRY.values()]
 
@@ -109,9 +110,11 @@ def build_model(
     return model.eval()
 
 
-def load_weights(model: Res2Net, path: str | os.PathLike, *, skip_head: bool = False):
+def load_weights(model: Res2Net, path: str | os.PathLike, *, skip_head: bool = False) -> LoadReport:
     """:func:`res2net.weights.io.load_weights`, naming the registered architecture a
     mismatching file looks like."""
+    from res2net.weights import io
+
     return io.load_weights(model, path, skip_head=skip_head, candidates=candidates())
 
 
@@ -178,6 +181,7 @@ def convert_weights(
 
 def _convert_for_card(src, dst, card: ModelCard, naming: str = "res2net") -> Path:
     from res2net.models.res2net import Res2Net
+    from res2net.weights import io
 
     model = Res2Net(card.config, num_classes=card.num_classes)
     return io.convert_weights(src, dst, model, card.name, naming=naming, candidates=candidates())

@@ -57,8 +57,8 @@ def predictor_options(
     weights: str | os.PathLike | bool | None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Keyword arguments for :class:`~res2net.deploy.predictor.Predictor`, as plain data that
-    can be shipped to Ray actors (paths as strings).
+    """All keyword arguments for :class:`~res2net.deploy.predictor.Predictor` (its defaults
+    filled in), as plain data that can be shipped to Ray actors (paths as strings).
 
     :raises TypeError: an option that ``Predictor`` does not take, named here rather than
         later in a Ray actor.
@@ -67,15 +67,19 @@ def predictor_options(
 
     from res2net.deploy.predictor import Predictor
 
-    known = set(signature(Predictor).parameters) - {"model", "weights"}
-    if unknown := sorted(set(options) - known):
+    defaults = {
+        name: p.default
+        for name, p in signature(Predictor).parameters.items()
+        if name not in ("model", "weights")
+    }
+    if unknown := sorted(set(options) - set(defaults)):
         raise TypeError(
             f"unexpected keyword argument(s) {', '.join(unknown)}; Predictor's are "
-            f"{', '.join(sorted(known))}"
+            f"{', '.join(sorted(defaults))}"
         )
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
-    return {"model": model, "weights": weights, **options}
+    return {"model": model, "weights": weights, **defaults, **options}
 
 
 def batch_predict(

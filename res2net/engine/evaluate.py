@@ -164,8 +164,8 @@ def evaluate_folder(
         raise ValueError("give a registered model name, a weights file, or both")
     if weights is None and not pretrained:
         raise ValueError(
-            f"{name}: no weights given; pass a weights file, or pretrained=True "
-            "(CLI: --weights FILE or --pretrained) for the published ones"
+            f"{name}: no weights given; pass weights=FILE, or pretrained=True for the "
+            "published ones"
         )
     model, card = model_from_weights(weights, name, pretrained)
     transform = eval_transform(card.preprocess)
