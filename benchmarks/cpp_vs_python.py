@@ -39,8 +39,9 @@ from predict_throughput import make_folder  # noqa: E402  (the same photo folder
 
 
 def export(folder: Path) -> Path:
+    from res2net.builder import create_model
     from res2net.deploy.export import export_model
-    from res2net.models.registry import create_model, get_entry
+    from res2net.models.registry import get_entry
 
     model = create_model(MODEL, pretrained=False)
     return export_model(

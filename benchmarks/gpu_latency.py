@@ -69,7 +69,7 @@ PHOTOS = sorted((ROOT / "tests" / "data" / "images").glob("*.[pj][np]g"))
 
 def seeded_model(name: str, seed: int = 0) -> torch.nn.Module:
     """The network with random weights and random BatchNorm statistics (eval mode)."""
-    from res2net.models.registry import create_model
+    from res2net.builder import create_model
 
     torch.manual_seed(seed)
     model = create_model(name).eval()
@@ -97,7 +97,7 @@ def reference_model(name: str, weights_dir: Path | None) -> torch.nn.Module:
     tests/reference/paddle_model.py: PaddleClas's network with BatchNorm fitted to the test
     photos, the weights the parity tests use; copy the folder to the device machine), else
     :func:`seeded_model`."""
-    from res2net.models.registry import create_model
+    from res2net.builder import create_model
 
     path = weights_dir / f"{name}.pdparams" if weights_dir else None
     if path is not None and path.exists():

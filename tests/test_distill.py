@@ -14,13 +14,13 @@ from scipy.special import softmax
 from scipy.stats import entropy
 
 from res2net.data.datasets import build_dataset, collate_skipping, folder_samples, render_digits
+from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import eval_transform
 from res2net.engine import train as train_module
 from res2net.engine.config import ConfigError, config_from_dict
 from res2net.engine.distill import js_divergence, symmetric_kl
 from res2net.engine.evaluate import evaluate
 from res2net.engine.train import train
-from res2net.models.registry import Preprocess
 
 
 def _scipy_js(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,8 +130,7 @@ def test_teacher_weights_true_fetches_the_published_weights(tmp_path, monkeypatc
     """``teacher_weights: true`` goes through the weight hub (a file:// mirror here)."""
     from safetensors.torch import save_file
 
-    from res2net.models.registry import create_model
-    from res2net.weights.hub import download_filename
+    from res2net.builder import create_model, download_filename
 
     mirror = tmp_path / "mirror"
     mirror.mkdir()

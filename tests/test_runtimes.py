@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import PHOTOS, TINY_ARCH, assert_logits_match
 
+from res2net.builder import create_model
 from res2net.deploy.runtimes import (
     CudaGraphRuntime,
     auto_engine,
@@ -21,7 +22,6 @@ from res2net.deploy.runtimes import (
     ieee_fp32,
     openvino_runs_bf16,
 )
-from res2net.models.registry import create_model
 from res2net.models.res2net import Res2Net, Res2NetConfig
 
 NAME = "Res2Net50_vd_26w_4s"

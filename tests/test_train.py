@@ -24,12 +24,12 @@ from safetensors.torch import load_file
 import res2net
 from res2net.cli import main as cli_main
 from res2net.data.datasets import folder_samples, render_digits
+from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import eval_transform
 from res2net.engine import train as train_module
 from res2net.engine.checkpoint import load_checkpoint
 from res2net.engine.config import config_from_dict
 from res2net.engine.train import NonFiniteLossError, train
-from res2net.models.registry import Preprocess
 from res2net.models.res2net import Res2Net, Res2NetConfig
 from res2net.weights.io import load_weights
 

@@ -395,8 +395,9 @@ def bench_model(name: str | None, weights: str | None = None) -> tuple[Any, dict
         _, gflops = count_model(network.config, 224, network.num_classes)
         facts = {"name": str(weights), "gflops": round(gflops, 3), "published": {"top1": None}}
         return network, {**facts, "preprocess_cfg": pre}
+    from res2net.builder import create_model
     from res2net.engine.evaluate import model_from_weights
-    from res2net.models.registry import create_model, get_entry
+    from res2net.models.registry import get_entry
 
     network = model_from_weights(weights, name)[0] if weights else create_model(name)
     return network.eval(), {**model_info(name), "preprocess_cfg": get_entry(name).preprocess}

@@ -68,12 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _file_preprocess(weights: str):
-    from res2net.deploy.predictor import load_training_export
-
-    return load_training_export(weights)[1]
-
-
 def run(args: argparse.Namespace) -> int:
     from res2net.bench.latency import (
         limit_lines,
@@ -95,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
     models = args.model or ([None] if args.weights else ["Res2Net50_vd_26w_4s"])
     calib = None
     if args.calib:
+        from res2net.card import load_card
         from res2net.deploy.int8 import load_calibration
-        from res2net.models.registry import get_entry
 
-        pre = get_entry(models[0]).preprocess if models[0] else _file_preprocess(args.weights)
+        pre = load_card(models[0] or args.weights).preprocess
         calib = load_calibration(args.calib, pre)
     limits = None
     if args.limits:

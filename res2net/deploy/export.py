@@ -5,20 +5,18 @@ Formats: ``onnx`` (``.onnx``), ``openvino`` (``.xml`` + ``.bin``), ``torchscript
 phones and boards: :mod:`res2net.deploy.executorch`). Every export but ``.pte`` (one image
 per call) has a dynamic batch dimension; every export has BatchNorm folded into the
 convolutions (:mod:`res2net.deploy.fuse`), and a metadata file beside it (same stem,
-``.json``) holding the model name, the registry entry's preprocessing, the class labels and
-the SHA-256 of the model file, so a runtime needs nothing else and a changed or mixed-up
-file is detected on load.
+``.json``) holding the model card (:mod:`res2net.card`: name, architecture, preprocessing,
+class labels, precision) and the SHA-256 of the model file, so a runtime needs nothing else
+and a changed or mixed-up file is detected on load.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.card import (
+    ExportedModelError,
+    ModelCard,
+    files_of,
+    metadata_path,
+    read_export_metadata,
+    sha256_of,
+)
+from res2net.data.preprocess import Preprocess
 from res2net.deploy.executorch import (
     QUANTIZER,
     ExecuTorchRuntime,
@@ -43,6 +50,7 @@ from res2net.deploy.runtimes import (
     openvino_runs_bf16,
     prepare_for_inference,
 )
+from res2net.models.config import Res2NetConfig
 
 # The engine that runs each format by default; ONNX also runs in OpenVINO.
 DEFAULT_ENGINE = {
@@ -55,29 +63,6 @@ DEFAULT_ENGINE = {
 # The toolkit that quantizes each format that can be exported in INT8.
 INT8_QUANTIZER = {"openvino": "nncf", "onnx": "onnxruntime", "executorch": QUANTIZER}
 METADATA_VERSION = 1
-
-
-class ExportedModelError(ValueError):
-    """An exported model or its metadata is missing, corrupt or does not belong together."""
-
-
-def metadata_path(model_path: str | os.PathLike) -> Path:
-    """Where the metadata of an exported model lives: beside it, named ``<file>.json``."""
-    path = Path(model_path)
-    return path.with_name(path.name + ".json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _files_of(path: Path) -> list[Path]:
-    """The files that make up one exported model (OpenVINO keeps weights in a ``.bin``)."""
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
 
 
 class _WithSoftmax(nn.Module):
@@ -160,7 +145,8 @@ def export_model(
     :param output: the model file; its suffix is set to the format's (``.onnx``...).
     :param fmt: one of :data:`FORMATS`.
     :param name: the registered model name, written to the metadata.
-    :param preprocess: the registry entry's ``Preprocess`` (or a dict), for the metadata.
+    :param preprocess: the model card's ``Preprocess`` (or its dict), for the metadata;
+        default PaddleClas's.
     :param labels: class names, index = class id.
     :param softmax: append a softmax (outputs probabilities instead of logits).
     :param int8_calibration: N x 3 x H x W preprocessed images; quantizes to INT8, with
@@ -188,12 +174,9 @@ def export_model(
             f"INT8 export needs format openvino (NNCF), onnx (ONNX Runtime) or executorch "
             f"(PT2E), not {fmt}"
         )
-    pre = (
-        asdict(preprocess)
-        if preprocess is not None and not isinstance(preprocess, dict)
-        else preprocess
-    )
-    side = input_size or (pre or {}).get("crop", 224)
+    if not isinstance(preprocess, Preprocess):
+        preprocess = Preprocess.from_dict(preprocess) if preprocess is not None else Preprocess()
+    side = input_size or preprocess.crop
     path = Path(output).with_suffix(FORMATS[fmt])
     path.parent.mkdir(parents=True, exist_ok=True)
     prepared = prepare_for_inference(model, channels_last=fmt in ("torchscript",))
@@ -209,21 +192,15 @@ def export_model(
         export_executorch(module, path, side, int8_calibration)
     else:
         _export_file(module, fmt, path, side)
-    meta = {
-        "metadata_version": METADATA_VERSION,
-        "format": fmt,
-        "model": name,
-        "precision": "int8" if int8_calibration is not None else precision,
-        "quantizer": INT8_QUANTIZER[fmt] if int8_calibration is not None else None,
-        "output": "probabilities" if softmax else "logits",
-        "input": {"shape": [-1, 3, side, side], "layout": "NCHW"},
-        "num_classes": num_classes,
-        "preprocess": pre,
-        "labels": list(labels) if labels is not None else None,
-        "files": {p.name: _sha256(p) for p in _files_of(path)},
-    }
-    if fmt == "executorch":
-        meta.update(export_metadata(side))
+    card = ModelCard(
+        name,
+        config if isinstance(config := getattr(model, "config", None), Res2NetConfig) else None,
+        num_classes,
+        preprocess,
+        tuple(labels) if labels is not None else None,
+        precision="int8" if int8_calibration is not None else precision,
+    )
+    meta = export_metadata_of(card, fmt, path, side, softmax)
     metadata_path(path).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -244,41 +221,33 @@ def _export_openvino(module: nn.Module, path: Path, side: int, calib: np.ndarray
     ov.save_model(ov_model, str(path), compress_to_fp16=False)
 
 
+def export_metadata_of(
+    card: ModelCard, fmt: str, path: Path, side: int, softmax: bool
+) -> dict[str, Any]:
+    """The JSON written beside an export: its card (:meth:`ModelCard.to_dict`) plus what
+    the file itself is (format, input, output, quantizer, the SHA-256 of each file)."""
+    meta = {
+        "metadata_version": METADATA_VERSION,
+        "format": fmt,
+        **card.to_dict(),
+        "quantizer": INT8_QUANTIZER[fmt] if card.precision == "int8" else None,
+        "output": "probabilities" if softmax else "logits",
+        "input": {"shape": [-1, 3, side, side], "layout": "NCHW"},
+        "files": {p.name: sha256_of(p) for p in files_of(path)},
+    }
+    if fmt == "executorch":
+        meta.update(export_metadata(side))
+    return meta
+
+
 def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of an exported model, checked against the model file(s).
+    """The metadata of an exported model, checked against the model file(s); its card is
+    :func:`res2net.card.load_card` of the model file.
 
     :raises ExportedModelError: metadata missing or unreadable, or a model file that is
         missing or differs from the one exported with this metadata.
     """
-    path = Path(model_path)
-    meta_file = metadata_path(path)
-    if not path.is_file():
-        raise ExportedModelError(f"{path}: no such model file")
-    if not meta_file.is_file():
-        raise ExportedModelError(
-            f"{path}: its metadata {meta_file.name} is missing; export with `res2net export`, "
-            "which writes both"
-        )
-    try:
-        meta = json.loads(meta_file.read_text())
-        files = meta["files"]
-        fmt = meta["format"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise ExportedModelError(f"{meta_file}: not valid export metadata ({exc})") from None
-    if FORMATS.get(fmt) != path.suffix:
-        raise ExportedModelError(
-            f"{path}: metadata {meta_file.name} describes a {fmt!r} export, not a "
-            f"{path.suffix} file"
-        )
-    for part in _files_of(path):
-        if not part.is_file():
-            raise ExportedModelError(f"{part}: missing (part of the {fmt} export {path.name})")
-        if files.get(part.name) != _sha256(part):
-            raise ExportedModelError(
-                f"{part}: does not match its metadata {meta_file.name} (SHA-256 differs): the "
-                "file was modified, truncated or comes from another export; export again"
-            )
-    return meta
+    return read_export_metadata(model_path)
 
 
 def _open(path: Path, fmt: str, engine: str, device: str, precision: str) -> Runtime:

@@ -36,6 +36,7 @@ from res2net.data.datasets import (
     train_transform,
     unlabeled_samples,
 )
+from res2net.data.preprocess import Preprocess
 from res2net.engine import checkpoint as ckpt
 from res2net.engine.config import ArchConfig, Config, ModelConfig, config_to_dict
 from res2net.engine.distill import distill_loss, freeze
@@ -103,12 +104,12 @@ def _build_arch(arch: ArchConfig, num_classes: int) -> nn.Module:
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The network a config names: a registered model (optionally pretrained) or an arch."""
-    from res2net.models.registry import create_model
+    from res2net.builder import create_model
 
     if cfg.arch is not None:
         model = _build_arch(cfg.arch, cfg.num_classes)
         if cfg.pretrained:
-            from res2net.weights.io import load_weights
+            from res2net.builder import load_weights
 
             load_weights(model, cfg.pretrained)
     else:
@@ -122,8 +123,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def _build_teacher(cfg: Config, device: torch.device) -> nn.Module | None:
     """The frozen teacher of a distillation run, with all of its weights (head included)."""
-    from res2net.models.registry import create_model
-    from res2net.weights.io import load_weights
+    from res2net.builder import create_model, load_weights
 
     d = cfg.distill
     if d is None:
@@ -233,7 +233,6 @@ class SeededSamples(torch.utils.data.Dataset):
 def _data(cfg: Config, ctx: _Dist, device: torch.device):
     """Train and validation loaders and the train sampler (to position it each epoch)."""
     from res2net.data.transforms import eval_transform
-    from res2net.models.registry import Preprocess
 
     d = cfg.data
     augment = train_transform(
@@ -252,9 +251,12 @@ def _data(cfg: Config, ctx: _Dist, device: torch.device):
         train_set = ImageDataset(
             train_set.samples + extra, augment, d.on_corrupt, train_set.classes
         )
-    preprocess = Preprocess(resize_short=d.resize_short, crop=d.image_size, mean=d.mean, std=d.std)
     val_set = build_dataset(
-        d.val_dir, eval_transform(preprocess), d.val_list, d.on_corrupt, cfg.model.num_classes
+        d.val_dir,
+        eval_transform(_eval_preprocess(cfg)),
+        d.val_list,
+        d.on_corrupt,
+        cfg.model.num_classes,
     )
 
     bs = cfg.train.batch_size
@@ -341,37 +343,28 @@ def _hard_loss(logits: Tensor, targets: Tensor, mask: Tensor, smoothing: float) 
 
 
 def _metadata(cfg: Config, classes: list[str] | None) -> dict[str, str]:
-    """What `res2net eval` / predict need to rebuild and feed the exported model."""
+    """The model card of the run, as the ``.safetensors`` header entry that `res2net eval` /
+    predict / export read back (:func:`res2net.card.load_card`)."""
+    from res2net.card import ModelCard, training_metadata
     from res2net.models.registry import get_entry
 
-    arch = vars(cfg.model.arch) if cfg.model.arch else _arch_of(get_entry(cfg.model.name))
-    info = {
-        "arch": arch,
-        "model": cfg.model.name,
-        "num_classes": cfg.model.num_classes,
-        "classes": classes,
-        "preprocess": {
-            "resize_short": cfg.data.resize_short,
-            "crop": cfg.data.image_size,
-            "mean": list(cfg.data.mean),
-            "std": list(cfg.data.std),
-            "style": "paddle",
-        },
-    }
-    return {"res2net_training": json.dumps(info)}
+    entry = get_entry(cfg.model.name) if cfg.model.arch is None else None
+    card = ModelCard(
+        name=cfg.model.name,
+        config=cfg.model.arch or entry.config,
+        num_classes=cfg.model.num_classes,
+        preprocess=_eval_preprocess(cfg),
+        labels=tuple(classes) if classes is not None else None,
+        family=entry.family if entry is not None else None,
+    )
+    return training_metadata(card)
 
 
-def _arch_of(entry) -> dict[str, Any]:
-    c = entry.config
-    return {
-        "depth": c.depth,
-        "width": c.width,
-        "scales": c.scales,
-        "deep_stem": c.deep_stem,
-        "avg_down": c.avg_down,
-        "flavour": c.flavour,
-        "cardinality": c.cardinality,
-    }
+def _eval_preprocess(cfg: Config) -> Preprocess:
+    """The eval preprocessing of a run: its validation images' and its exports' (the
+    registry's default interpolation and style, the config's sizes, mean and std)."""
+    d = cfg.data
+    return Preprocess(resize_short=d.resize_short, crop=d.image_size, mean=d.mean, std=d.std)
 
 
 # ---------------------------------------------------------------------------------------------
