@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.deploy.engines import precisions_on
 
 
 def _csv(text: str) -> list[str]:
@@ -61,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--precision",
         type=_csv,
         default="fp32",
-        help="P[,P...]: fp32,bf16,int8 on cpu; fp32,fp16,bf16 on cuda",
+        help=f"P[,P...]: {','.join(precisions_on('cpu'))} on cpu; "
+        f"{','.join(precisions_on('cuda'))} on cuda",
     )
     p.add_argument(
         "--device",

@@ -132,3 +132,12 @@ def device_kind(device: str) -> str:
 def engine_names() -> list[str]:
     """Every engine this library knows, in table order (installed here or not)."""
     return list(ENGINE_TABLE)
+
+
+def precisions_on(kind: str) -> tuple[str, ...]:
+    """Every precision some engine runs on ``kind`` (``"cpu"`` or ``"cuda"``), INT8 included
+    where an engine quantizes (CPU): the ``--precision`` choices of the CLI's help."""
+    found = [p for spec in ENGINE_SPECS for p in spec.precisions.get(kind, ())]
+    if kind == "cpu":
+        found += ["int8"] * bool(INT8_ENGINES)
+    return tuple(dict.fromkeys(found))
