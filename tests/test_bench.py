@@ -276,3 +276,13 @@ def test_paddle_inference_peer_answers_with_paddles_logits(vd50_with_reference, 
     finally:
         peer.close()
     assert peer._proc.returncode == 0
+
+
+def test_cli_bench_points_to_the_peer_script_and_needs_photos_to_decode(capsys):
+    """The peers left the package: --compare says where they are; decoding needs photos
+    (the library reads no test folder of its own)."""
+    assert main(["bench", "--compare"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --compare:" in err and "python benchmarks/latency.py" in err
+    assert main(["bench", "--with-preprocess", "--engine", "eager"]) == 2
+    assert "--with-preprocess decodes real photos: give --photos" in capsys.readouterr().err
