@@ -7,15 +7,12 @@ predictor, the server and the benchmark never care which engine runs underneath.
 Engines: ``eager`` (plain PyTorch, the numerical reference), ``fused`` (eager on the
 rewritten network of :mod:`res2net.deploy.fuse`), ``compile`` (``torch.compile`` of the
 rewritten network), ``onnxruntime`` and ``openvino`` (the rewritten network converted in
-memory), ``cudagraph`` (the rewritten network replayed as one CUDA graph per input shape,
-GPU only) and ``tensorrt`` (through ``torch_tensorrt``, only where it and a GPU exist).
-:func:`res2net.deploy.export.load_exported` runs exported files in the same engines.
-``executorch`` runs an XNNPACK ``.pte`` program in ExecuTorch's runtime, on the CPU
-(:mod:`res2net.deploy.executorch`).
+memory by :mod:`res2net.deploy.convert`), ``cudagraph`` (the rewritten network replayed as
+one CUDA graph per input shape, GPU only), ``tensorrt`` (through ``torch_tensorrt``, only
+where it and a GPU exist) and ``executorch`` (:mod:`res2net.deploy.executorch`). What each
+needs, where it runs, at which precisions and which files it reads: the engine table,
+:mod:`res2net.deploy.engines`; :func:`create_runtime` and :func:`open_file` follow it.
 
-Precision: the PyTorch engines run ``fp32``, ``fp16`` or ``bf16`` (:data:`PRECISIONS`;
-fp16 on a GPU only); OpenVINO runs ``fp32``, and ``bf16`` on CPUs with AVX512-BF16 or
-AMX-BF16; ONNX Runtime runs FP32; both run INT8 through :mod:`res2net.deploy.int8`.
 ``fp32`` means IEEE FP32 on every engine and every CPU: TF32 is switched off on a GPU,
 oneDNN's implicit BF16 for FP32 matmuls is switched off on the CPU, and OpenVINO is always
 compiled with an explicit ``INFERENCE_PRECISION_HINT`` (its default is BF16 on CPUs that
