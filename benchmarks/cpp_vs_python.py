@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from res2net.bench.latency import time_calls
 from res2net.bench.report import cpu_name, write_section
+from res2net.bench.timing import time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP = ROOT / "build" / "cpp" / "res2net-cpp"

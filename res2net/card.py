@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from res2net.data.preprocess import Preprocess, PreprocessError
-from res2net.deploy.formats import FORMATS
+from res2net.deploy.engines import FORMATS
 from res2net.models.config import Res2NetConfig
 from res2net.models.registry import REGISTRY, ModelEntry, Published, get_entry
 from res2net.weights.errors import WeightFileError

@@ -8,7 +8,7 @@ from res2net.cli.helpfmt import HelpFormatter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from res2net.deploy.formats import FORMATS
+    from res2net.deploy.engines import FORMATS
 
     p = sub.add_parser(
         "export",

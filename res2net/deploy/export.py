@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,35 +31,26 @@ from res2net.card import (
     sha256_of,
 )
 from res2net.data.preprocess import Preprocess
-from res2net.deploy.executorch import (
-    QUANTIZER,
-    ExecuTorchRuntime,
-    export_executorch,
-    export_metadata,
-)
-from res2net.deploy.formats import FORMATS
-from res2net.deploy.runtimes import (
-    EagerRuntime,
-    OnnxRuntime,
-    OpenVinoRuntime,
-    Runtime,
-    batch_dynamic_program,
-    convert_openvino,
-    openvino_runs_bf16,
-    prepare_for_inference,
-)
+from res2net.deploy.convert import export_onnx, export_onnx_int8, write_model
+from res2net.deploy.engines import DEFAULT_ENGINE, FORMATS, INT8_QUANTIZER
+from res2net.deploy.executorch import export_metadata
+from res2net.deploy.fuse import prepare_for_inference
+from res2net.deploy.runtimes import Runtime, open_file, openvino_runs_bf16
 from res2net.models.config import Res2NetConfig
 
-# The engine that runs each format by default; ONNX also runs in OpenVINO.
-DEFAULT_ENGINE = {
-    "onnx": "onnxruntime",
-    "openvino": "openvino",
-    "torchscript": "eager",
-    "exported-program": "eager",
-    "executorch": "executorch",
-}
-# The toolkit that quantizes each format that can be exported in INT8.
-INT8_QUANTIZER = {"openvino": "nncf", "onnx": "onnxruntime", "executorch": QUANTIZER}
+# Re-exported: the public names of the formats and the ONNX writers stay importable here.
+__all__ = [
+    "DEFAULT_ENGINE",
+    "FORMATS",
+    "INT8_QUANTIZER",
+    "ExportedModelError",
+    "export_model",
+    "export_onnx",
+    "export_onnx_int8",
+    "load_exported",
+    "metadata_path",
+    "read_metadata",
+]
 METADATA_VERSION = 1
 
 
@@ -74,56 +63,6 @@ class _WithSoftmax(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model(x), dim=1)
-
-
-def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int = 224) -> Path:
-    """Write ``model`` as a single-file ONNX graph (opset 17) with a dynamic batch dimension.
-
-    Uses the TorchScript-based exporter: on this network it is about 5x faster than the
-    dynamo exporter (5 s vs 24 s) and writes the same plain Conv/Relu/Pool graph.
-    """
-    path = Path(path)
-    example = torch.zeros(2, 3, input_size, input_size)
-    batch = {0: "batch"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.onnx.export(
-            model.eval(),
-            (example,),
-            str(path),
-            dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": batch, "output": batch},
-        )
-    return path
-
-
-def export_onnx_int8(
-    model: nn.Module, path: str | os.PathLike, calibration: np.ndarray, input_size: int = 224
-) -> Path:
-    """Write ``model`` as an INT8 ONNX graph: FP32 export, then ONNX Runtime's quantizer."""
-    from res2net.deploy.int8 import quantize_onnx
-
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", input_size)
-        return quantize_onnx(fp32, path, calibration)
-
-
-def _export_file(module: nn.Module, fmt: str, path: Path, input_size: int) -> None:
-    example = torch.zeros(2, 3, input_size, input_size)
-    if fmt == "onnx":
-        export_onnx(module, path, input_size)
-    elif fmt == "torchscript":
-        # TorchScript is deprecated in PyTorch but still what many C++ deployments load.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(torch.jit.trace(module, example), str(path))
-    elif fmt == "exported-program":
-        torch.export.save(batch_dynamic_program(module, input_size), path)
-    else:
-        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
 def export_model(
@@ -160,20 +99,7 @@ def export_model(
         bf16 for a format other than openvino or together with INT8, or a label count that
         differs from the model's outputs.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"export precision={precision!r}: choose fp32 or bf16")
-    if precision == "bf16" and (fmt != "openvino" or int8_calibration is not None):
-        raise ValueError(
-            f"precision='bf16' is recorded for fmt='openvino' FP32 exports only, not {fmt}"
-            + (" with INT8" if int8_calibration is not None else "")
-        )
-    if int8_calibration is not None and fmt not in INT8_QUANTIZER:
-        raise ValueError(
-            f"INT8 export needs format openvino (NNCF), onnx (ONNX Runtime) or executorch "
-            f"(PT2E), not {fmt}"
-        )
+    _check_export(fmt, precision, int8_calibration)
     if not isinstance(preprocess, Preprocess):
         preprocess = Preprocess.from_dict(preprocess) if preprocess is not None else Preprocess()
     side = input_size or preprocess.crop
@@ -184,14 +110,7 @@ def export_model(
     num_classes = _num_outputs(module, side)
     if labels is not None and len(labels) != num_classes:
         raise ValueError(f"{len(labels)} labels given for a model with {num_classes} outputs")
-    if fmt == "openvino":
-        _export_openvino(module, path, side, int8_calibration)
-    elif fmt == "onnx" and int8_calibration is not None:
-        export_onnx_int8(module, path, int8_calibration, side)
-    elif fmt == "executorch":
-        export_executorch(module, path, side, int8_calibration)
-    else:
-        _export_file(module, fmt, path, side)
+    write_model(module, fmt, path, side, int8_calibration)
     card = ModelCard(
         name,
         config if isinstance(config := getattr(model, "config", None), Res2NetConfig) else None,
@@ -205,20 +124,27 @@ def export_model(
     return path
 
 
+def _check_export(fmt: str, precision: str, int8_calibration: np.ndarray | None) -> None:
+    """The argument errors of :func:`export_model`, named by argument."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"export precision={precision!r}: choose fp32 or bf16")
+    if precision == "bf16" and (fmt != "openvino" or int8_calibration is not None):
+        raise ValueError(
+            f"precision='bf16' is recorded for fmt='openvino' FP32 exports only, not {fmt}"
+            + (" with INT8" if int8_calibration is not None else "")
+        )
+    if int8_calibration is not None and fmt not in INT8_QUANTIZER:
+        named = [f"{f} ({q})" for f, q in sorted(INT8_QUANTIZER.items(), key=lambda i: i[1])]
+        raise ValueError(
+            f"INT8 export needs format {', '.join(named[:-1])} or {named[-1]}, not {fmt}"
+        )
+
+
 def _num_outputs(module: nn.Module, side: int) -> int:
     with torch.no_grad():
         return int(module(torch.zeros(1, 3, side, side)).shape[1])
-
-
-def _export_openvino(module: nn.Module, path: Path, side: int, calib: np.ndarray | None) -> None:
-    import openvino as ov
-
-    ov_model = convert_openvino(module, input_size=side)
-    if calib is not None:
-        from res2net.deploy.int8 import quantize_openvino
-
-        ov_model = quantize_openvino(ov_model, calib)
-    ov.save_model(ov_model, str(path), compress_to_fp16=False)
 
 
 def export_metadata_of(
@@ -248,24 +174,6 @@ def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
         missing or differs from the one exported with this metadata.
     """
     return read_export_metadata(model_path)
-
-
-def _open(path: Path, fmt: str, engine: str, device: str, precision: str) -> Runtime:
-    if engine == "onnxruntime" and fmt == "onnx":
-        return OnnxRuntime(path, device)
-    if engine == "openvino" and fmt in ("onnx", "openvino"):
-        # Always an explicit precision: OpenVINO's own default is BF16 on CPUs that have it.
-        return OpenVinoRuntime(path, device, precision=precision)
-    if engine == "eager" and fmt == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return EagerRuntime(torch.jit.load(str(path), map_location=device), device)
-    if engine == "eager" and fmt == "exported-program":
-        # An exported program is already in inference form and refuses .eval().
-        return EagerRuntime(torch.export.load(path).module(), device, set_eval=False)
-    if engine == "executorch" and fmt == "executorch":
-        return ExecuTorchRuntime(path, device)
-    raise ValueError(f"a {fmt} export cannot run in engine {engine!r}; use {DEFAULT_ENGINE[fmt]}")
 
 
 def _run_precision(meta: dict[str, Any], engine: str, path: Path) -> str:
@@ -302,7 +210,7 @@ def load_exported(
     engine = engine or DEFAULT_ENGINE[fmt]
     precision = _run_precision(meta, engine, path)
     try:
-        runtime = _open(path, fmt, engine, device, precision)
+        runtime = open_file(path, fmt, engine, device, precision)
     except ValueError:
         raise
     except Exception as exc:  # each runtime raises its own types for unparsable files
