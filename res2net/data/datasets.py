@@ -182,11 +182,11 @@ def train_transform(
 ) -> Callable[[Image.Image], torch.Tensor]:
     """PaddleClas's ImageNet train augmentation with torchvision.
 
-    As PaddleClas's Res2Net configs (``ppcls/configs/ImageNet/Res2Net/*.yaml``, train
-    transforms): random resized crop to 224 (scale 0.08-1, ratio 3/4-4/3, bilinear), random
-    horizontal flip, then x/255 and per-channel ImageNet mean/std normalization. Its
-    randomness comes from torch's global generator; the trainer seeds that generator for
-    each sample (``res2net.engine.train.SeededSamples``).
+    Random resized crop (bilinear; scale 0.08-1, ratio 3/4-4/3 by default) and an optional
+    horizontal flip, then x/255 and per-channel normalization: PaddleClas's ``RandCropImage``,
+    ``RandFlipImage`` and ``NormalizeImage`` in ``ppcls/configs/ImageNet/Res2Net/*.yaml``.
+    Its randomness comes from torch's global generator; the trainer seeds that generator for
+    each sample (:class:`res2net.data.sampling.SeededSamples`).
     """
     from torchvision import transforms as T
 
