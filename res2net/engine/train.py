@@ -302,8 +302,12 @@ class _Parts:
 
     def stateful(self) -> dict[str, Any]:
         """What a checkpoint saves and restores, by name."""
-        return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler,
-                "ema": self.ema}  # fmt: skip
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scaler": self.scaler,
+            "ema": self.ema,
+        }
 
     @property
     def averaged(self) -> nn.Module:
