@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from res2net.bench.latency import time_calls
 from res2net.bench.report import cpu_name, write_section
+from res2net.bench.timing import time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP = ROOT / "build" / "cpp" / "res2net-cpp"
@@ -39,8 +39,9 @@ from predict_throughput import make_folder  # noqa: E402  (the same photo folder
 
 
 def export(folder: Path) -> Path:
+    from res2net.builder import create_model
     from res2net.deploy.export import export_model
-    from res2net.models.registry import create_model, get_entry
+    from res2net.models.registry import get_entry
 
     model = create_model(MODEL, pretrained=False)
     return export_model(

@@ -20,11 +20,12 @@ Markdown) after each, so a run cut short still brings back what it finished:
    Every GPU engine in FP32 must agree within 1e-4 of the largest logit with the same
    top-5; FP16 and BF16 must keep the top-1 class, and their largest relative error is
    recorded.
-2. Latency: ``res2net bench --device cuda --compare`` over the five networks, engines
-   ``eager`` and ``cudagraph`` (plus ``compile`` with ``--compile``, ``tensorrt`` where
-   torch_tensorrt is installed), FP32 (IEEE, TF32 off), FP16 and BF16, batch 1/4/8,
-   beside timm eager on the same card at the same precision (``--e2e`` adds the times with
-   decoding, preprocessing and copies, which are CPU-bound and take minutes more).
+2. Latency: as ``benchmarks/latency.py --device cuda`` (``res2net bench`` with the peers)
+   over the five networks, engines ``eager`` and ``cudagraph`` (plus ``compile`` with
+   ``--compile``, ``tensorrt`` where torch_tensorrt is installed), FP32 (IEEE, TF32 off),
+   FP16 and BF16, batch 1/4/8, beside timm eager on the same card at the same precision
+   (``--e2e`` adds the times with decoding, preprocessing and copies, which are CPU-bound
+   and take minutes more).
 
 ``--device cpu`` runs the same script on the CPU (eager and fused), to check it here.
 """
@@ -47,15 +48,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from res2net.bench.latency import (  # noqa: E402
+from res2net.bench.latency import run_benchmark  # noqa: E402
+from res2net.bench.report import (  # noqa: E402
     Measurement,
+    cpu_name,
     markdown_table,
     plot,
     ratios,
-    run_benchmark,
     to_json,
+    write_section,
 )
-from res2net.bench.report import cpu_name, write_section  # noqa: E402
 
 MODELS = [
     "Res2Net50_26w_4s",
@@ -69,7 +71,7 @@ PHOTOS = sorted((ROOT / "tests" / "data" / "images").glob("*.[pj][np]g"))
 
 def seeded_model(name: str, seed: int = 0) -> torch.nn.Module:
     """The network with random weights and random BatchNorm statistics (eval mode)."""
-    from res2net.models.registry import create_model
+    from res2net.builder import create_model
 
     torch.manual_seed(seed)
     model = create_model(name).eval()
@@ -97,7 +99,7 @@ def reference_model(name: str, weights_dir: Path | None) -> torch.nn.Module:
     tests/reference/paddle_model.py: PaddleClas's network with BatchNorm fitted to the test
     photos, the weights the parity tests use; copy the folder to the device machine), else
     :func:`seeded_model`."""
-    from res2net.models.registry import create_model
+    from res2net.builder import create_model
 
     path = weights_dir / f"{name}.pdparams" if weights_dir else None
     if path is not None and path.exists():
@@ -254,11 +256,14 @@ def device_run(args: argparse.Namespace) -> int:
         )
         write(out, document)
         print(f"[{time.perf_counter() - started:5.0f} s] checked {name}", file=sys.stderr)
+    from peers import PEERS  # benchmarks/peers.py, beside this script: timm eager on a GPU
+
     for name in args.models:
         try:
             rows = run_benchmark(
-                [name], engines, args.batch_sizes, args.precisions, compare=True,
-                with_preprocess=args.e2e, warmup=args.warmup, iters=args.iters, device=device,
+                [name], engines, args.batch_sizes, args.precisions, peers=PEERS,
+                with_preprocess=args.e2e, photos=PHOTOS, warmup=args.warmup, iters=args.iters,
+                device=device,
             )  # fmt: skip
             document["rows"] += json.loads(to_json(rows))
         except Exception as exc:  # keep the other networks' figures

@@ -18,11 +18,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from res2net.bench.latency import markdown_table, run_benchmark
-from res2net.bench.report import cpu_name, write_section
+from res2net.bench.latency import run_benchmark
+from res2net.bench.report import cpu_name, markdown_table, write_section
+from res2net.builder import create_model
 from res2net.deploy.export import export_model
 from res2net.deploy.int8 import cpu_has_vnni, load_calibration
-from res2net.models.registry import create_model, get_entry
+from res2net.models.registry import get_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = "fused,onnxruntime,openvino,executorch"

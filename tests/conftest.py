@@ -116,8 +116,8 @@ def vd50_with_reference(paddle_reference, photo_batch):
     """(model, two photos, eager logits) for Res2Net50_vd_26w_4s with PaddleClas's randomized
     weights; the eager logits are first checked against PaddleClas's own, so engines and
     exports compared with them are compared with the real reference."""
+    from res2net.builder import create_model
     from res2net.deploy.runtimes import create_runtime
-    from res2net.models.registry import create_model
 
     name = "Res2Net50_vd_26w_4s"
     weights, paddle_logits = paddle_reference(name)
@@ -173,7 +173,6 @@ def digits_demo(tmp_path_factory) -> dict:
     from res2net.engine.config import load_config
     from res2net.engine.evaluate import model_from_weights
     from res2net.engine.train import train
-    from res2net.models.registry import Preprocess
 
     tmp = tmp_path_factory.mktemp("digits_demo")
     data = tmp / "digits"
@@ -188,9 +187,7 @@ def digits_demo(tmp_path_factory) -> dict:
         ],
     )
     model, meta = model_from_weights(train(cfg).final_weights)
-    pre = Preprocess(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()}
-    )
+    pre = meta.preprocess
     samples, _ = folder_samples(data / "val")
     images = np.stack([preprocess(path, pre).numpy() for path, _ in samples])
     labels = np.array([label for _, label in samples])

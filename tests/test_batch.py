@@ -36,9 +36,9 @@ PREPROCESS = {"resize_short": 72, "crop": 64, "mean": [0.5] * 3, "std": [0.5] * 
 def tiny_weights(tmp_path_factory) -> Path:
     """A `res2net train`-style export: 10 classes, weights fixed by the seed."""
     from res2net.data.images import load_image
+    from res2net.data.preprocess import Preprocess
     from res2net.data.transforms import eval_transform
     from res2net.engine.checkpoint import export_weights
-    from res2net.models.registry import Preprocess
     from res2net.models.res2net import Res2Net, Res2NetConfig
 
     torch.manual_seed(0)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import numpy as np
+import importlib.util
+from pathlib import Path
 
-from res2net.bench.latency import (
-    Measurement,
-    markdown_table,
-    plot,
-    ratios,
-    run_benchmark,
-    to_json,
-)
+import numpy as np
+from conftest import PHOTOS
+
+from res2net.bench.latency import run_benchmark
+from res2net.bench.report import Measurement, markdown_table, plot, ratios, to_json
 from res2net.cli import main
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name: str):
+    """A script of benchmarks/ as a module (they are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_bench_measures_and_tabulates(tmp_path):
@@ -35,8 +43,8 @@ def test_cli_export_needs_calibration_for_int8(capsys):
 
 
 def test_limits_give_each_row_its_floor():
-    from res2net.bench.latency import limit_lines
     from res2net.bench.limits import Limits, gemm_rate_int8, gemm_rates_fp32
+    from res2net.bench.report import limit_lines
 
     limits = Limits(fp32_gflops=100.0, fp32_source="test", int8_gops=200.0, rates={"test": 100.0})
     rows = run_benchmark(["Res2Net50_26w_4s"], ["eager"], [1, 2], warmup=0, iters=1, limits=limits)
@@ -85,15 +93,15 @@ def test_openvino_kernels_give_the_floor_of_each_precision():
 
 def test_engines_are_timed_in_turns():
     """Round-robin timing: engines alternate, each gets exactly ``iters`` timings."""
-    from res2net.bench.latency import _Contender, time_round_robin
+    from res2net.bench.timing import Contender, time_round_robin
 
     calls = []
 
     def engine(tag):
         return lambda batch: calls.append((tag, len(batch)))
 
-    a = _Contender("a", "fp32", engine("a"), None, {1: [], 4: []})
-    b = _Contender("b", "fp32", engine("b"), None, {1: [], 4: []})
+    a = Contender("a", "fp32", engine("a"), None, {1: [], 4: []})
+    b = Contender("b", "fp32", engine("b"), None, {1: [], 4: []})
     time_round_robin([a, b], [1, 4], iters=20)
     assert all(len(c.times[n]) == 20 for c in (a, b) for n in (1, 4))
     # 20 timed calls in turns of 2 (+1 untimed each): 10 turns each, alternating.
@@ -122,7 +130,7 @@ def test_engines_are_timed_in_turns():
 def test_what_is_measured_where():
     """CPU: FP32 everywhere, BF16 in PyTorch, INT8 in the two quantized engines, the peers in
     FP32. GPU: the PyTorch engines and timm eager at every precision, nothing CPU-only."""
-    from res2net.bench.latency import runs
+    runs = _script("peers").runs  # ours and the peers
 
     assert runs("openvino", "fp32", "cpu") and runs("openvino", "int8", "cpu")
     assert runs("fused", "bf16", "cpu") and not runs("fused", "fp16", "cpu")
@@ -140,8 +148,9 @@ def test_what_is_measured_where():
 
 def test_bench_runs_bf16_beside_the_peer_at_the_same_precision(capsys):
     rows = run_benchmark(
-        ["Res2Net50_26w_4s"], ["fused", "onnxruntime"], [1], ["bf16"], warmup=0, iters=1
-    )
+        ["Res2Net50_26w_4s"], ["fused", "onnxruntime"], [1], ["bf16"], warmup=0, iters=1,
+        photos=PHOTOS,
+    )  # fmt: skip
     assert [(r.engine, r.precision, r.device) for r in rows] == [("fused", "bf16", "cpu")]
     assert "skip onnxruntime bf16: not measured on cpu" in capsys.readouterr().err
     # What BF16 costs, against eager FP32 on the test photos: some logit difference, small.
@@ -171,14 +180,9 @@ def test_gpu_rows_are_tabulated_with_card_memory():
 def test_gpu_script_checks_and_reports_on_the_cpu(tmp_path, paddle_reference):
     """benchmarks/gpu_latency.py is run once on a lent GPU machine; its plumbing (checks
     against CPU eager, the JSON document, the section) is exercised here on the CPU."""
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_latency.py"
-    spec = importlib.util.spec_from_file_location("gpu_latency", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("gpu_latency")
 
     # The PaddleClas-reference weights of the parity tests (BatchNorm fitted to the photos).
     weights_dir = paddle_reference("Res2Net50_26w_4s")[0].parent
@@ -227,3 +231,58 @@ def test_sections_record_their_machine_in_the_generated_header(tmp_path):
     assert cpu_isa(flags) == "AVX-512 + VNNI + AMX"
     flags.write_text("flags\t: fpu avx2 fma\n")
     assert cpu_isa(flags) == "AVX2"
+
+
+def test_a_self_timing_peer_takes_turns_with_our_engines():
+    """A peer in another process times itself ("time N calls"): it alternates with our
+    engines turn by turn, not after them (issue 20: interleaved across processes)."""
+    from res2net.bench.timing import Contender, time_round_robin
+
+    turns = []
+
+    class Remote:
+        def time_calls(self, batch, warmup, n):
+            turns.append(("peer", batch, warmup, n))
+            return [1.0] * n
+
+    ours = Contender("a", "fp32", lambda batch: turns.append(("a", len(batch))), None, {2: []})
+    peer = Contender("peer", "fp32", Remote(), None, {2: []}, peer=True)
+    time_round_robin([ours, peer], [2], iters=20)
+    assert len(peer.times[2]) == 20 and len(ours.times[2]) == 20
+    who = [t[0] for t in turns]
+    changes = [who[i] for i in range(len(who)) if i == 0 or who[i] != who[i - 1]]
+    assert changes == ["a", "peer"] * 10
+    assert {t[1:] for t in turns if t[0] == "peer"} == {(2, 1, 2)}  # 1 untimed + 2 timed
+
+
+def test_paddle_inference_peer_answers_with_paddles_logits(vd50_with_reference, paddle_reference):
+    """The Paddle Inference peer process (PaddleClas's interpreter) answers the protocol:
+    its logits on a photo, with the reference weights, are ours (eager, itself checked
+    against PaddleClas's dygraph logits); its timing and memory requests answer."""
+    import pytest
+    from conftest import assert_logits_match
+
+    peers = _script("peers")
+    if not Path(peers.reference_python()).exists():
+        pytest.skip("no PaddleClas interpreter (.venv-ref)")
+    model, batch, eager = vd50_with_reference
+    weights, _ = paddle_reference("Res2Net50_vd_26w_4s")
+    peer = peers.PaddleInference("Res2Net50_vd_26w_4s", weights=str(weights))
+    try:
+        assert_logits_match(peer(batch[:1]), eager[:1])
+        times = peer.time_calls(2, 1, 3)
+        assert len(times) == 3 and all(t > 0 for t in times)
+        assert peer.peak_rss_mib() > 100
+    finally:
+        peer.close()
+    assert peer._proc.returncode == 0
+
+
+def test_cli_bench_points_to_the_peer_script_and_needs_photos_to_decode(capsys):
+    """The peers left the package: --compare says where they are; decoding needs photos
+    (the library reads no test folder of its own)."""
+    assert main(["bench", "--compare"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --compare:" in err and "python benchmarks/latency.py" in err
+    assert main(["bench", "--with-preprocess", "--engine", "eager"]) == 2
+    assert "--with-preprocess decodes real photos: give --photos" in capsys.readouterr().err

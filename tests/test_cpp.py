@@ -162,7 +162,6 @@ def digits_model(tmp_path_factory):
     from res2net.engine.config import config_from_dict
     from res2net.engine.evaluate import model_from_weights
     from res2net.engine.train import train
-    from res2net.models.registry import Preprocess
 
     root = tmp_path_factory.mktemp("cpp_digits")
     render_digits(root / "data", size=32)
@@ -178,11 +177,9 @@ def digits_model(tmp_path_factory):
     )
     weights = train(config_from_dict(cfg)).final_weights
     model, meta = model_from_weights(weights)
-    pre = Preprocess(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()}
-    )
+    pre = meta.preprocess
     export = export_model(
-        model, root / "export" / "digits", fmt="openvino", preprocess=pre, labels=meta["classes"]
+        model, root / "export" / "digits", fmt="openvino", preprocess=pre, labels=meta.labels
     )
     return weights, export, sorted((root / "data" / "val").rglob("*.png"))
 

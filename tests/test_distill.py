@@ -14,13 +14,14 @@ from scipy.special import softmax
 from scipy.stats import entropy
 
 from res2net.data.datasets import build_dataset, collate_skipping, folder_samples, render_digits
+from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import eval_transform
+from res2net.engine import losses
 from res2net.engine import train as train_module
 from res2net.engine.config import ConfigError, config_from_dict
 from res2net.engine.distill import js_divergence, symmetric_kl
 from res2net.engine.evaluate import evaluate
 from res2net.engine.train import train
-from res2net.models.registry import Preprocess
 
 
 def _scipy_js(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,7 +99,7 @@ def test_student_agreement_rises_and_loss_is_js(teacher, tmp_path, monkeypatch):
 
     # Record every loss the loop computes with the logits it was computed from.
     seen = []
-    real_loss = train_module.distill_loss
+    real_loss = losses.distill_loss
 
     def recording(name, student_logits, teacher_logits, temperature=1.0):
         loss = real_loss(name, student_logits, teacher_logits, temperature)
@@ -111,7 +112,7 @@ def test_student_agreement_rises_and_loss_is_js(teacher, tmp_path, monkeypatch):
         )
         return loss
 
-    monkeypatch.setattr(train_module, "distill_loss", recording)
+    monkeypatch.setattr(losses, "distill_loss", recording)
     result = train(cfg)
 
     after = [row["val_agreement"] for row in result.history]
@@ -130,8 +131,7 @@ def test_teacher_weights_true_fetches_the_published_weights(tmp_path, monkeypatc
     """``teacher_weights: true`` goes through the weight hub (a file:// mirror here)."""
     from safetensors.torch import save_file
 
-    from res2net.models.registry import create_model
-    from res2net.weights.hub import download_filename
+    from res2net.builder import create_model, download_filename
 
     mirror = tmp_path / "mirror"
     mirror.mkdir()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from res2net.builder import create_model
 from res2net.deploy.fuse import GroupedStageBlock, fold_bn, fuse_model
-from res2net.models.registry import create_model
 
 NAME = "Res2Net50_vd_26w_4s"
 

@@ -19,8 +19,8 @@ from PIL import Image
 from timm.data import create_transform
 
 from res2net.data.datasets import ImageDataset, build_dataset, list_file_samples
+from res2net.data.preprocess import IMAGENET_STD, Preprocess
 from res2net.data.transforms import preprocess
-from res2net.models.registry import IMAGENET_STD, Preprocess
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_MB = 100
@@ -31,7 +31,7 @@ import json, resource, sys
 import numpy as np
 from PIL import Image
 from res2net.data.transforms import preprocess
-from res2net.models.registry import Preprocess
+from res2net.data.preprocess import Preprocess
 width, height, style = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 rng = np.random.default_rng(0)
 image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))

@@ -19,11 +19,11 @@ from PIL import Image
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import preprocess
 from res2net.deploy.server import ModelService, ServeConfig, ServeError, start_server
 from res2net.deploy.server.grpc_api import _input_tensor
 from res2net.deploy.server.rest import HEADER_LENGTH, _parse_infer_body
-from res2net.models.registry import Preprocess
 
 HOSTILE_NAME = '<img src=x onerror="alert(1)">&'
 SIZE = 32  # a small crop keeps the tensors small
@@ -267,7 +267,7 @@ import httpx, numpy as np
 from PIL import Image
 from res2net.data.transforms import preprocess
 from res2net.deploy.server import ModelService, ServeConfig, start_server
-from res2net.models.registry import Preprocess
+from res2net.data.preprocess import Preprocess
 
 class Model:
     model_name, labels, num_classes, weights = "m", ["a", "b"], 2, None

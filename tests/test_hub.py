@@ -22,14 +22,13 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from res2net.builder import create_model, fetch_weights
 from res2net.cli import main
 from res2net.models import registry
-from res2net.models.registry import create_model
 from res2net.weights.hub import (
     CACHE_ENV,
     MIRROR_ENV,
     WeightDownloadError,
-    fetch_weights,
     resolve_cache_dir,
 )
 

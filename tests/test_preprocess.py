@@ -11,8 +11,9 @@ from timm.data import create_transform, resolve_data_config
 
 from res2net.data.images import load_image
 from res2net.data.labels import imagenet_labels, load_label_file
+from res2net.data.preprocess import IMAGENET_STD
 from res2net.data.transforms import preprocess
-from res2net.models.registry import IMAGENET_STD, get_entry
+from res2net.models.registry import get_entry
 
 # One uint8 level after normalization, per channel (+ float32 slack): the allowed worst case.
 ONE_LEVEL = (1.0 / 255.0 / np.array(IMAGENET_STD) + 1e-5).reshape(3, 1, 1)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import PHOTOS, TINY_ARCH, assert_logits_match
 
+from res2net.builder import create_model
 from res2net.deploy.runtimes import (
     CudaGraphRuntime,
     auto_engine,
@@ -21,7 +22,6 @@ from res2net.deploy.runtimes import (
     ieee_fp32,
     openvino_runs_bf16,
 )
-from res2net.models.registry import create_model
 from res2net.models.res2net import Res2Net, Res2NetConfig
 
 NAME = "Res2Net50_vd_26w_4s"
@@ -293,3 +293,69 @@ def test_auto_picks_the_documented_engine(monkeypatch):
     assert auto_engine("cpu", "fp32") == "openvino"
     monkeypatch.setattr(runtimes, "available_engines", lambda device: ["eager", "fused"])
     assert auto_engine("cpu", "bf16") == "fused"
+
+
+def test_the_engine_table_is_what_create_runtime_accepts():
+    """Every spec of the table: on each device it lists, create_runtime builds it at each
+    precision engine_precisions gives (named as the spec) and refuses the others, naming
+    those; a spec's missing device is refused; the CLI lists the table's formats."""
+    from res2net.deploy.engines import ENGINE_SPECS, FORMATS
+
+    model = _tiny()
+    for spec in ENGINE_SPECS:
+        assert spec.precisions and set(spec.reads) <= set(FORMATS), spec.name
+        if spec.name not in available_engines("cpu"):
+            assert "cpu" not in spec.precisions or not spec.installed(), spec.name
+            continue
+        allowed = engine_precisions(spec.name, "cpu")
+        assert set(allowed) <= set(spec.precisions["cpu"]), spec.name
+        for precision in ("fp32", "bf16", "fp16", "int8"):
+            if precision in allowed:
+                runtime = create_runtime(model, spec.name, precision=precision)
+                assert runtime.engine == spec.name
+                assert getattr(runtime, "precision", "fp32") == precision, spec.name
+                continue
+            with pytest.raises(ValueError, match=f"runs {', '.join(allowed)}, not '{precision}'"):
+                create_runtime(model, spec.name, precision=precision)
+    # What each engine reads: load_exported's error names the readers of the format.
+    from res2net.deploy.runtimes import open_file
+
+    with pytest.raises(ValueError, match="a onnx export cannot run in engine 'eager'; use "
+                       "onnxruntime or openvino"):  # fmt: skip
+        open_file("m.onnx", "onnx", "eager", "cpu", "fp32")
+
+
+def test_cli_choices_come_from_the_engine_table():
+    from res2net.cli import build_parser
+    from res2net.deploy.engines import FORMATS, precisions_on
+
+    export = build_parser()._subparsers._group_actions[0].choices["export"]
+    (fmt,) = [a for a in export._actions if a.dest == "fmt"]
+    assert fmt.choices == list(FORMATS)
+    assert precisions_on("cpu") == ("fp32", "bf16", "int8")
+    assert precisions_on("cuda") == ("fp32", "fp16", "bf16")
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_int8_runtime_is_the_exported_int8_file(engine, tmp_path):
+    """create_runtime(precision="int8", calibration=) (what the bench times) runs the same
+    INT8 file as export_model writes and load_exported loads: the same logits, bit for bit,
+    and not FP32's."""
+    from res2net.deploy.engines import ENGINE_TABLE
+    from res2net.deploy.export import export_model, load_exported
+
+    model = _tiny()
+    rng = np.random.default_rng(0)
+    calib = rng.standard_normal((8, 3, 32, 32), dtype=np.float32)
+    batch = rng.standard_normal((3, 3, 32, 32), dtype=np.float32)
+    fmt = ENGINE_TABLE[engine].int8_format
+    exported = load_exported(
+        export_model(model, tmp_path / "m", fmt=fmt, int8_calibration=calib, input_size=32)
+    )
+    runtime = create_runtime(model, engine, precision="int8", calibration=calib)
+    assert runtime.engine == engine
+    out = runtime(batch)
+    np.testing.assert_array_equal(out, exported(batch))
+    assert not np.allclose(out, create_runtime(model, "eager")(batch), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="int8 needs calibration images"):
+        create_runtime(model, engine, precision="int8")

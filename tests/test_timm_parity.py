@@ -20,8 +20,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from res2net.builder import create_model
 from res2net.cli import main
-from res2net.models.registry import create_model, get_entry
+from res2net.models.registry import get_entry
 from res2net.models.res2net import Res2Net
 from res2net.weights.io import WeightFileError, load_weights
 

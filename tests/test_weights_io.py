@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import res2net
-from res2net.weights.io import WeightFileError, load_weights, read_weight_file
+from res2net.builder import load_weights
+from res2net.weights.io import WeightFileError, read_weight_file
 from res2net.weights.paddle import UnsafePickleError, read_pdparams
 
 

@@ -164,3 +164,29 @@ def drop_duplicates(folder: str | os.PathLike, fmt: str) -> int:
             rewritten.add(write_part(folder, rows, fmt))
         path.unlink()
     return dropped
+
+
+def is_uri(source: str) -> bool:
+    """Whether ``source`` names a remote file (``s3://``, ``gs://`` ...) rather than a path."""
+    return "://" in source and not source.startswith("file://")
+
+
+def read_source(source: str) -> str | bytes:
+    """What the decoder takes for ``source``: the path itself, or a URI's bytes."""
+    if not is_uri(source):
+        return source
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(source)
+    with filesystem.open_input_stream(path) as fh:
+        return fh.read()
+
+
+def prediction_rows(names: list[str], predictions: list) -> list[dict[str, Any]]:
+    """Output rows: each prediction under the source name it was asked for."""
+    rows = []
+    for name, pred in zip(names, predictions, strict=True):
+        row = pred.to_dict()
+        row["source"] = name
+        rows.append(row)
+    return rows

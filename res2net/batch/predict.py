@@ -13,13 +13,15 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from res2net.batch.parts import drop_duplicates, prepare_output, write_part
-from res2net.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, collect_images
-
-
-def is_uri(source: str) -> bool:
-    """Whether ``source`` names a remote file (``s3://``, ``gs://`` ...) rather than a path."""
-    return "://" in source and not source.startswith("file://")
+from res2net.batch.parts import (
+    drop_duplicates,
+    is_uri,
+    prediction_rows,
+    prepare_output,
+    read_source,
+    write_part,
+)
+from res2net.data.images import IMAGE_SUFFIXES, collect_images
 
 
 def expand_sources(inputs: Iterable[str | os.PathLike]) -> list[str]:
@@ -50,27 +52,34 @@ def _list_uri(uri: str) -> list[str]:
     )
 
 
-def read_source(source: str) -> str | bytes:
-    """What the decoder takes for ``source``: the path itself, or a URI's bytes."""
-    if not is_uri(source):
-        return source
-    from pyarrow import fs
-
-    filesystem, path = fs.FileSystem.from_uri(source)
-    with filesystem.open_input_stream(path) as fh:
-        return fh.read()
-
-
 def predictor_options(
     model: str | None,
     weights: str | os.PathLike | bool | None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Keyword arguments for :class:`~res2net.deploy.predictor.Predictor`, as plain data that
-    can be shipped to Ray actors (paths as strings)."""
+    """All keyword arguments for :class:`~res2net.deploy.predictor.Predictor` (its defaults
+    filled in), as plain data that can be shipped to Ray actors (paths as strings).
+
+    :raises TypeError: an option that ``Predictor`` does not take, named here rather than
+        later in a Ray actor.
+    """
+    from inspect import signature
+
+    from res2net.deploy.predictor import Predictor
+
+    defaults = {
+        name: p.default
+        for name, p in signature(Predictor).parameters.items()
+        if name not in ("model", "weights")
+    }
+    if unknown := sorted(set(options) - set(defaults)):
+        raise TypeError(
+            f"unexpected keyword argument(s) {', '.join(unknown)}; Predictor's are "
+            f"{', '.join(sorted(defaults))}"
+        )
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
-    return {"model": model, "weights": weights, **options}
+    return {"model": model, "weights": weights, **defaults, **options}
 
 
 def batch_predict(
@@ -85,15 +94,7 @@ def batch_predict(
     num_actors: int = 1,
     cpus_per_actor: float = 0.5,
     progress: bool | None = None,
-    engine: str = "eager",
-    device: str = "cpu",
-    precision: str = "fp32",
-    topk: int = 5,
-    batch_size: int = 8,
-    num_workers: int = 2,
-    labels: str | os.PathLike | list[str] | None = None,
-    num_classes: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    **predictor: Any,
 ) -> dict[str, Any]:
     """Classify every image under ``sources`` into the folder ``output``.
 
@@ -103,8 +104,7 @@ def batch_predict(
     :func:`res2net.batch.read_rows`.
 
     :param sources: image files, folders (walked recursively) or URIs pyarrow can read.
-    :param model, weights: as :class:`~res2net.deploy.predictor.Predictor`; so are
-        ``engine`` ... ``max_pixels`` after them.
+    :param model, weights: as :class:`~res2net.deploy.predictor.Predictor`.
     :param resume: skip sources already in ``output`` (else an existing output is an error).
     :param rows_per_part: images per part file (and per Ray actor call).
     :param ray: ``None`` to run here; ``"local"`` to start a Ray instance on this machine
@@ -113,30 +113,20 @@ def batch_predict(
     :param num_actors: model replicas on Ray (each loads the model once).
     :param cpus_per_actor: CPUs Ray reserves per actor; below 1 leaves room for the read
         and decode tasks on small machines. Actors also take one GPU each on ``cuda``.
+    :param predictor: the other keywords of :class:`~res2net.deploy.predictor.Predictor`
+        (``engine`` ... ``max_pixels``), with ``engine="eager"`` by default here.
     :returns: ``{"output", "written", "failed", "skipped", "duplicates_dropped"}``: rows
         written by this call, how many of them are errors, sources skipped by ``resume``,
         and rows removed because they were written twice.
     """
     if rows_per_part < 1:
         raise ValueError(f"rows_per_part must be >= 1, got {rows_per_part}")
+    options = predictor_options(model, weights, **{"engine": "eager", **predictor})
     everything = expand_sources(sources)
     if not everything:
         raise ValueError("sources: no image files found")
     folder, fmt, done = prepare_output(output, resume=resume)
     todo = [s for s in everything if s not in done]
-    options = predictor_options(
-        model,
-        weights,
-        engine=engine,
-        device=device,
-        precision=precision,
-        topk=topk,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        labels=labels,
-        num_classes=num_classes,
-        max_pixels=max_pixels,
-    )
     if not todo:
         written = failed = 0
     elif ray is None:
@@ -145,16 +135,9 @@ def batch_predict(
         from res2net.batch.ray_jobs import ray_predict
 
         written, failed = ray_predict(
-            todo,
-            folder,
-            fmt,
-            options,
-            address=ray,
-            rows_per_part=rows_per_part,
-            num_actors=num_actors,
-            cpus_per_actor=cpus_per_actor,
-            progress=progress,
-        )
+            todo, folder, fmt, options, address=ray, rows_per_part=rows_per_part,
+            num_actors=num_actors, cpus_per_actor=cpus_per_actor, progress=progress,
+        )  # fmt: skip
     return {
         "output": str(folder),
         "written": written,
@@ -199,13 +182,3 @@ def _readable(names: list[str]) -> list[str | bytes]:
         except OSError:
             out.append(name)  # the decoder reports it as unreadable, naming it
     return out
-
-
-def prediction_rows(names: list[str], predictions: list) -> list[dict[str, Any]]:
-    """Output rows: each prediction under the source name it was asked for."""
-    rows = []
-    for name, pred in zip(names, predictions, strict=True):
-        row = pred.to_dict()
-        row["source"] = name
-        rows.append(row)
-    return rows

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from res2net.models.registry import Preprocess
+from res2net.data.preprocess import Preprocess
 
 # CPUs Ray reserves per decode task: decoding is one thread, so it reserves what it uses.
 DECODE_CPUS = 1.0
@@ -53,36 +53,25 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def _preprocess_from_meta(pre: dict[str, Any]) -> Preprocess:
-    return Preprocess(
-        resize_short=int(pre["resize_short"]),
-        crop=int(pre["crop"]),
-        mean=tuple(pre["mean"]),
-        std=tuple(pre["std"]),
-        style=pre.get("style", "paddle"),
-    )
-
-
 def predict_preprocess(model: str | None, weights: Any) -> Preprocess:
     """The preprocessing a :class:`~res2net.deploy.predictor.Predictor` built from the same
     ``model`` and ``weights`` applies: the entry's, or a training export's own."""
-    from res2net.engine.evaluate import read_training_metadata
-    from res2net.models.registry import get_entry
+    from res2net.card import load_card, training_card
 
     if model is not None:
-        return get_entry(model).preprocess
-    meta = read_training_metadata(weights) if isinstance(weights, str) else {}
-    if "preprocess" not in meta:
+        return load_card(model).preprocess
+    card = training_card(weights) if isinstance(weights, str) else None
+    if card is None:
         raise ValueError(
             "model: none given, and weights is not a .safetensors file written by "
             "`res2net train`; name a registered model"
         )
-    return _preprocess_from_meta(meta["preprocess"])
+    return card.preprocess
 
 
 def _decode_for_predict(batch: dict[str, np.ndarray], cfg: Preprocess, max_pixels) -> dict:
     """Ray Data task: read + decode + preprocess each source; failures keep their message."""
-    from res2net.batch.predict import read_source
+    from res2net.batch.parts import read_source
     from res2net.data.transforms import preprocess
 
     images, errors = [], []
@@ -117,8 +106,7 @@ class _PredictAndWrite:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from res2net.batch.parts import write_part
-        from res2net.batch.predict import prediction_rows
+        from res2net.batch.parts import prediction_rows, write_part
 
         names = [str(s) for s in batch["source"]]
         chunk = [
@@ -289,15 +277,14 @@ class _Evaluate:
 def eval_preprocess(name: str | None, weights: Any) -> Preprocess:
     """The preprocessing :func:`res2net.engine.evaluate.evaluate_folder` uses: a training
     export's own when the weights carry it, else the registered entry's."""
-    from res2net.engine.evaluate import read_training_metadata
-    from res2net.models.registry import get_entry
+    from res2net.card import load_card, training_card
 
-    meta = read_training_metadata(weights) if weights else {}
-    if "preprocess" in meta:
-        return _preprocess_from_meta(meta["preprocess"])
+    card = training_card(weights) if weights else None
+    if card is not None:
+        return card.preprocess
     if name is None:
         raise ValueError(f"{weights}: no architecture in its metadata; name the model")
-    return get_entry(name).preprocess
+    return load_card(name).preprocess
 
 
 def evaluate_on_ray(

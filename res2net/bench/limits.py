@@ -77,7 +77,7 @@ def cpu_isa(flags: set[str] | None = None) -> str:
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    from res2net.bench.latency import time_calls
+    from res2net.bench.timing import time_calls
 
     # Two warm-up calls: thread pools started, pages touched.
     return statistics.median(time_calls(fn, 2, repeats)) / 1e3

@@ -29,8 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from res2net.weights.io import convert_weights
+    from res2net.builder import convert_weights
 
-    out = convert_weights(args.src, args.dst, args.model, naming=args.to)
+    try:
+        out = convert_weights(args.src, args.dst, args.model, naming=args.to)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("naming='timm'", "--to timm")) from None
     print(f"wrote {out}")
     return 0

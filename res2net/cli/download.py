@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from res2net.builder import fetch_weights
     from res2net.models.registry import get_entry, list_models
-    from res2net.weights.hub import WeightDownloadError, fetch_weights
+    from res2net.weights.hub import WeightDownloadError
 
     names = [n for n in list_models() if get_entry(n).url] if args.all else args.names
     if not names:

@@ -8,7 +8,7 @@ from res2net.cli.helpfmt import HelpFormatter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from res2net.deploy.formats import FORMATS
+    from res2net.deploy.engines import FORMATS
 
     p = sub.add_parser(
         "export",
@@ -70,8 +70,10 @@ def _network(args: argparse.Namespace):
     """(network with weights, name, preprocessing, class names or None) to export."""
     from pathlib import Path
 
+    from res2net.builder import build_model
+    from res2net.card import card_of
     from res2net.deploy.predictor import load_training_export
-    from res2net.models.registry import create_model, get_entry
+    from res2net.models.registry import get_entry
 
     if args.model is None:
         if not args.weights:
@@ -83,12 +85,12 @@ def _network(args: argparse.Namespace):
         if name == "trained":  # an `arch:` config: name it after its run folder and file
             name = f"{Path(args.weights).resolve().parent.name}-{Path(args.weights).stem}"
         return network, name, pre, classes
-    entry = get_entry(args.model)
+    card = card_of(get_entry(args.model))
     source = args.weights or not args.random_weights
-    network = create_model(
-        args.model, pretrained=source, num_classes=args.num_classes or 1000, skip_head=False
+    network = build_model(
+        card, weights=source, num_classes=args.num_classes or 1000, skip_head=False
     )
-    return network, entry.name, entry.preprocess, None
+    return network, card.name, card.preprocess, None
 
 
 def run(args: argparse.Namespace) -> int:

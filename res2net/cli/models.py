@@ -72,13 +72,13 @@ def _narrow_lines(infos: list[dict]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from res2net.builder import cached_path, weight_url
     from res2net.models.registry import list_models, model_info
-    from res2net.weights.hub import cached_path, weight_url
 
     infos = [model_info(name) for name in list_models(args.family)]
     for info in infos:
         # The URL actually used (a mirror when RES2NET_WEIGHTS_URL is set) and cache state.
-        info["url"] = weight_url(info["name"]) if info["url"] else ""
+        info["url"] = weight_url(info["name"])
         info["cached"] = cached_path(info["name"], args.cache_dir) is not None
     if args.json:
         print(json.dumps(infos, indent=2))

@@ -180,11 +180,13 @@ def train_transform(
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
     std: tuple[float, float, float] = (0.229, 0.224, 0.225),
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """PaddleClas's ImageNet train augmentation (REFERENCE.md §5) with torchvision.
+    """PaddleClas's ImageNet train augmentation with torchvision.
 
-    Random resized crop (bilinear) and an optional horizontal flip, then x/255 and
-    per-channel normalization. Its randomness comes from torch's global generator; the
-    trainer seeds that generator for each sample (``res2net.engine.train.SeededSamples``).
+    Random resized crop (bilinear; scale 0.08-1, ratio 3/4-4/3 by default) and an optional
+    horizontal flip, then x/255 and per-channel normalization: PaddleClas's ``RandCropImage``,
+    ``RandFlipImage`` and ``NormalizeImage`` in ``ppcls/configs/ImageNet/Res2Net/*.yaml``.
+    Its randomness comes from torch's global generator; the trainer seeds that generator for
+    each sample (:class:`res2net.data.sampling.SeededSamples`).
     """
     from torchvision import transforms as T
 

@@ -25,7 +25,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
 from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from res2net.models.registry import Preprocess
+from res2net.data.preprocess import Preprocess
 
 PADDLE_DEFAULT = Preprocess()
 

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.deploy.fuse import prepare_for_inference
+
 # The batch size of the exported program (ExecuTorchRuntime runs larger batches per image).
 PROGRAM_BATCH = 1
-# The name written as the INT8 export's "quantizer" in the metadata.
-QUANTIZER = "pt2e-xnnpack"
 
 
 def _export_one_image(module: nn.Module, side: int) -> torch.export.ExportedProgram:
@@ -157,13 +157,6 @@ def export_metadata(side: int) -> dict[str, Any]:
     }
 
 
-def _prepared(model: nn.Module) -> nn.Module:
-    # Imported here: the runtimes module imports this one for its engine table.
-    from res2net.deploy.runtimes import prepare_for_inference
-
-    return prepare_for_inference(model, channels_last=False)
-
-
 class ExecuTorchRuntime:
     """A ``.pte`` program in ExecuTorch's Python runtime (XNNPACK on this CPU).
 
@@ -186,7 +179,7 @@ class ExecuTorchRuntime:
         self._source: nn.Module | None = None
         self._keep: list[tuple[bytes, Any]] = []
         if isinstance(model, nn.Module):
-            self._source = _prepared(model)
+            self._source = prepare_for_inference(model, channels_last=False)
         else:
             method = self._load(Path(model).read_bytes())
             self._methods[tuple(method.metadata.input_tensor_meta(0).sizes())[1:]] = method

@@ -5,20 +5,16 @@ Formats: ``onnx`` (``.onnx``), ``openvino`` (``.xml`` + ``.bin``), ``torchscript
 phones and boards: :mod:`res2net.deploy.executorch`). Every export but ``.pte`` (one image
 per call) has a dynamic batch dimension; every export has BatchNorm folded into the
 convolutions (:mod:`res2net.deploy.fuse`), and a metadata file beside it (same stem,
-``.json``) holding the model name, the registry entry's preprocessing, the class labels and
-the SHA-256 of the model file, so a runtime needs nothing else and a changed or mixed-up
-file is detected on load.
+``.json``) holding the model card (:mod:`res2net.card`: name, architecture, preprocessing,
+class labels, precision) and the SHA-256 of the model file, so a runtime needs nothing else
+and a changed or mixed-up file is detected on load.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,58 +22,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from res2net.deploy.executorch import (
-    QUANTIZER,
-    ExecuTorchRuntime,
-    export_executorch,
-    export_metadata,
+from res2net.card import (
+    ExportedModelError,
+    ModelCard,
+    files_of,
+    metadata_path,
+    read_export_metadata,
+    sha256_of,
 )
-from res2net.deploy.formats import FORMATS
-from res2net.deploy.runtimes import (
-    EagerRuntime,
-    OnnxRuntime,
-    OpenVinoRuntime,
-    Runtime,
-    batch_dynamic_program,
-    convert_openvino,
-    openvino_runs_bf16,
-    prepare_for_inference,
-)
+from res2net.data.preprocess import Preprocess
+from res2net.deploy.convert import export_onnx, export_onnx_int8, write_model
+from res2net.deploy.engines import DEFAULT_ENGINE, FORMATS, INT8_QUANTIZER
+from res2net.deploy.executorch import export_metadata
+from res2net.deploy.fuse import prepare_for_inference
+from res2net.deploy.runtimes import Runtime, open_file, openvino_runs_bf16
+from res2net.models.config import Res2NetConfig
 
-# The engine that runs each format by default; ONNX also runs in OpenVINO.
-DEFAULT_ENGINE = {
-    "onnx": "onnxruntime",
-    "openvino": "openvino",
-    "torchscript": "eager",
-    "exported-program": "eager",
-    "executorch": "executorch",
-}
-# The toolkit that quantizes each format that can be exported in INT8.
-INT8_QUANTIZER = {"openvino": "nncf", "onnx": "onnxruntime", "executorch": QUANTIZER}
+# Re-exported: the public names of the formats and the ONNX writers stay importable here.
+__all__ = [
+    "DEFAULT_ENGINE",
+    "FORMATS",
+    "INT8_QUANTIZER",
+    "ExportedModelError",
+    "export_model",
+    "export_onnx",
+    "export_onnx_int8",
+    "load_exported",
+    "metadata_path",
+    "read_metadata",
+]
 METADATA_VERSION = 1
-
-
-class ExportedModelError(ValueError):
-    """An exported model or its metadata is missing, corrupt or does not belong together."""
-
-
-def metadata_path(model_path: str | os.PathLike) -> Path:
-    """Where the metadata of an exported model lives: beside it, named ``<file>.json``."""
-    path = Path(model_path)
-    return path.with_name(path.name + ".json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _files_of(path: Path) -> list[Path]:
-    """The files that make up one exported model (OpenVINO keeps weights in a ``.bin``)."""
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
 
 
 class _WithSoftmax(nn.Module):
@@ -89,56 +63,6 @@ class _WithSoftmax(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model(x), dim=1)
-
-
-def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int = 224) -> Path:
-    """Write ``model`` as a single-file ONNX graph (opset 17) with a dynamic batch dimension.
-
-    Uses the TorchScript-based exporter: on this network it is about 5x faster than the
-    dynamo exporter (5 s vs 24 s) and writes the same plain Conv/Relu/Pool graph.
-    """
-    path = Path(path)
-    example = torch.zeros(2, 3, input_size, input_size)
-    batch = {0: "batch"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.onnx.export(
-            model.eval(),
-            (example,),
-            str(path),
-            dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": batch, "output": batch},
-        )
-    return path
-
-
-def export_onnx_int8(
-    model: nn.Module, path: str | os.PathLike, calibration: np.ndarray, input_size: int = 224
-) -> Path:
-    """Write ``model`` as an INT8 ONNX graph: FP32 export, then ONNX Runtime's quantizer."""
-    from res2net.deploy.int8 import quantize_onnx
-
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", input_size)
-        return quantize_onnx(fp32, path, calibration)
-
-
-def _export_file(module: nn.Module, fmt: str, path: Path, input_size: int) -> None:
-    example = torch.zeros(2, 3, input_size, input_size)
-    if fmt == "onnx":
-        export_onnx(module, path, input_size)
-    elif fmt == "torchscript":
-        # TorchScript is deprecated in PyTorch but still what many C++ deployments load.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(torch.jit.trace(module, example), str(path))
-    elif fmt == "exported-program":
-        torch.export.save(batch_dynamic_program(module, input_size), path)
-    else:
-        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
 def export_model(
@@ -160,7 +84,8 @@ def export_model(
     :param output: the model file; its suffix is set to the format's (``.onnx``...).
     :param fmt: one of :data:`FORMATS`.
     :param name: the registered model name, written to the metadata.
-    :param preprocess: the registry entry's ``Preprocess`` (or a dict), for the metadata.
+    :param preprocess: the model card's ``Preprocess`` (or its dict), for the metadata;
+        default PaddleClas's.
     :param labels: class names, index = class id.
     :param softmax: append a softmax (outputs probabilities instead of logits).
     :param int8_calibration: N x 3 x H x W preprocessed images; quantizes to INT8, with
@@ -174,6 +99,33 @@ def export_model(
         bf16 for a format other than openvino or together with INT8, or a label count that
         differs from the model's outputs.
     """
+    _check_export(fmt, precision, int8_calibration)
+    if not isinstance(preprocess, Preprocess):
+        preprocess = Preprocess.from_dict(preprocess) if preprocess is not None else Preprocess()
+    side = input_size or preprocess.crop
+    path = Path(output).with_suffix(FORMATS[fmt])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_for_inference(model, channels_last=fmt in ("torchscript",))
+    module = _WithSoftmax(prepared) if softmax else prepared
+    num_classes = _num_outputs(module, side)
+    if labels is not None and len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} labels given for a model with {num_classes} outputs")
+    write_model(module, fmt, path, side, int8_calibration)
+    card = ModelCard(
+        name,
+        config if isinstance(config := getattr(model, "config", None), Res2NetConfig) else None,
+        num_classes,
+        preprocess,
+        tuple(labels) if labels is not None else None,
+        precision="int8" if int8_calibration is not None else precision,
+    )
+    meta = export_metadata_of(card, fmt, path, side, softmax)
+    metadata_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def _check_export(fmt: str, precision: str, int8_calibration: np.ndarray | None) -> None:
+    """The argument errors of :func:`export_model`, named by argument."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if precision not in ("fp32", "bf16"):
@@ -184,48 +136,10 @@ def export_model(
             + (" with INT8" if int8_calibration is not None else "")
         )
     if int8_calibration is not None and fmt not in INT8_QUANTIZER:
+        named = [f"{f} ({q})" for f, q in sorted(INT8_QUANTIZER.items(), key=lambda i: i[1])]
         raise ValueError(
-            f"INT8 export needs format openvino (NNCF), onnx (ONNX Runtime) or executorch "
-            f"(PT2E), not {fmt}"
+            f"INT8 export needs format {', '.join(named[:-1])} or {named[-1]}, not {fmt}"
         )
-    pre = (
-        asdict(preprocess)
-        if preprocess is not None and not isinstance(preprocess, dict)
-        else preprocess
-    )
-    side = input_size or (pre or {}).get("crop", 224)
-    path = Path(output).with_suffix(FORMATS[fmt])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_for_inference(model, channels_last=fmt in ("torchscript",))
-    module = _WithSoftmax(prepared) if softmax else prepared
-    num_classes = _num_outputs(module, side)
-    if labels is not None and len(labels) != num_classes:
-        raise ValueError(f"{len(labels)} labels given for a model with {num_classes} outputs")
-    if fmt == "openvino":
-        _export_openvino(module, path, side, int8_calibration)
-    elif fmt == "onnx" and int8_calibration is not None:
-        export_onnx_int8(module, path, int8_calibration, side)
-    elif fmt == "executorch":
-        export_executorch(module, path, side, int8_calibration)
-    else:
-        _export_file(module, fmt, path, side)
-    meta = {
-        "metadata_version": METADATA_VERSION,
-        "format": fmt,
-        "model": name,
-        "precision": "int8" if int8_calibration is not None else precision,
-        "quantizer": INT8_QUANTIZER[fmt] if int8_calibration is not None else None,
-        "output": "probabilities" if softmax else "logits",
-        "input": {"shape": [-1, 3, side, side], "layout": "NCHW"},
-        "num_classes": num_classes,
-        "preprocess": pre,
-        "labels": list(labels) if labels is not None else None,
-        "files": {p.name: _sha256(p) for p in _files_of(path)},
-    }
-    if fmt == "executorch":
-        meta.update(export_metadata(side))
-    metadata_path(path).write_text(json.dumps(meta, indent=2) + "\n")
-    return path
 
 
 def _num_outputs(module: nn.Module, side: int) -> int:
@@ -233,70 +147,33 @@ def _num_outputs(module: nn.Module, side: int) -> int:
         return int(module(torch.zeros(1, 3, side, side)).shape[1])
 
 
-def _export_openvino(module: nn.Module, path: Path, side: int, calib: np.ndarray | None) -> None:
-    import openvino as ov
-
-    ov_model = convert_openvino(module, input_size=side)
-    if calib is not None:
-        from res2net.deploy.int8 import quantize_openvino
-
-        ov_model = quantize_openvino(ov_model, calib)
-    ov.save_model(ov_model, str(path), compress_to_fp16=False)
+def export_metadata_of(
+    card: ModelCard, fmt: str, path: Path, side: int, softmax: bool
+) -> dict[str, Any]:
+    """The JSON written beside an export: its card (:meth:`ModelCard.to_dict`) plus what
+    the file itself is (format, input, output, quantizer, the SHA-256 of each file)."""
+    meta = {
+        "metadata_version": METADATA_VERSION,
+        "format": fmt,
+        **card.to_dict(),
+        "quantizer": INT8_QUANTIZER[fmt] if card.precision == "int8" else None,
+        "output": "probabilities" if softmax else "logits",
+        "input": {"shape": [-1, 3, side, side], "layout": "NCHW"},
+        "files": {p.name: sha256_of(p) for p in files_of(path)},
+    }
+    if fmt == "executorch":
+        meta.update(export_metadata(side))
+    return meta
 
 
 def read_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of an exported model, checked against the model file(s).
+    """The metadata of an exported model, checked against the model file(s); its card is
+    :func:`res2net.card.load_card` of the model file.
 
     :raises ExportedModelError: metadata missing or unreadable, or a model file that is
         missing or differs from the one exported with this metadata.
     """
-    path = Path(model_path)
-    meta_file = metadata_path(path)
-    if not path.is_file():
-        raise ExportedModelError(f"{path}: no such model file")
-    if not meta_file.is_file():
-        raise ExportedModelError(
-            f"{path}: its metadata {meta_file.name} is missing; export with `res2net export`, "
-            "which writes both"
-        )
-    try:
-        meta = json.loads(meta_file.read_text())
-        files = meta["files"]
-        fmt = meta["format"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise ExportedModelError(f"{meta_file}: not valid export metadata ({exc})") from None
-    if FORMATS.get(fmt) != path.suffix:
-        raise ExportedModelError(
-            f"{path}: metadata {meta_file.name} describes a {fmt!r} export, not a "
-            f"{path.suffix} file"
-        )
-    for part in _files_of(path):
-        if not part.is_file():
-            raise ExportedModelError(f"{part}: missing (part of the {fmt} export {path.name})")
-        if files.get(part.name) != _sha256(part):
-            raise ExportedModelError(
-                f"{part}: does not match its metadata {meta_file.name} (SHA-256 differs): the "
-                "file was modified, truncated or comes from another export; export again"
-            )
-    return meta
-
-
-def _open(path: Path, fmt: str, engine: str, device: str, precision: str) -> Runtime:
-    if engine == "onnxruntime" and fmt == "onnx":
-        return OnnxRuntime(path, device)
-    if engine == "openvino" and fmt in ("onnx", "openvino"):
-        # Always an explicit precision: OpenVINO's own default is BF16 on CPUs that have it.
-        return OpenVinoRuntime(path, device, precision=precision)
-    if engine == "eager" and fmt == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return EagerRuntime(torch.jit.load(str(path), map_location=device), device)
-    if engine == "eager" and fmt == "exported-program":
-        # An exported program is already in inference form and refuses .eval().
-        return EagerRuntime(torch.export.load(path).module(), device, set_eval=False)
-    if engine == "executorch" and fmt == "executorch":
-        return ExecuTorchRuntime(path, device)
-    raise ValueError(f"a {fmt} export cannot run in engine {engine!r}; use {DEFAULT_ENGINE[fmt]}")
+    return read_export_metadata(model_path)
 
 
 def _run_precision(meta: dict[str, Any], engine: str, path: Path) -> str:
@@ -333,7 +210,7 @@ def load_exported(
     engine = engine or DEFAULT_ENGINE[fmt]
     precision = _run_precision(meta, engine, path)
     try:
-        runtime = _open(path, fmt, engine, device, precision)
+        runtime = open_file(path, fmt, engine, device, precision)
     except ValueError:
         raise
     except Exception as exc:  # each runtime raises its own types for unparsable files

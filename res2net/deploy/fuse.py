@@ -140,3 +140,15 @@ def fuse_model(
         fused = fused.to(memory_format=torch.channels_last)
     fused.is_fused = True  # lets callers skip a second, impossible, fold
     return fused
+
+
+def prepare_for_inference(model: nn.Module, *, channels_last: bool = True) -> nn.Module:
+    """Eval-mode copy with the exact rewrites of :func:`fuse_model`: what every engine but
+    ``eager`` runs and every export writes.
+
+    Models that are not a :class:`Res2Net` (e.g. an already traced module), or already
+    fused, are only put in eval mode.
+    """
+    if isinstance(model, Res2Net) and not getattr(model, "is_fused", False):
+        return fuse_model(model, channels_last=channels_last)
+    return model.eval()

@@ -13,7 +13,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from typing import Any
 
@@ -22,11 +22,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from res2net.card import ModelCard, load_card
 from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source
 from res2net.data.labels import imagenet_labels, load_label_file
+from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import preprocess
 from res2net.deploy.runtimes import create_runtime
-from res2net.models.registry import Preprocess, create_model, get_entry
 
 
 @dataclass
@@ -81,30 +82,29 @@ def softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def load_training_export(weights) -> tuple[Any, Preprocess, str, list[str] | None]:
     """Network (weights loaded, eval mode), preprocessing, name and class names of a
-    ``.safetensors`` file written by ``res2net train``, which records all four.
+    ``.safetensors`` file written by ``res2net train``, which records all four in its card.
 
     The one reader behind every command that takes such a file without a model name
     (predict, export, serve, bench).
 
     :raises ValueError: ``weights`` is not such a file.
     """
-    from res2net.engine.evaluate import model_from_weights, read_training_metadata
+    network, card = _training_export(weights)
+    labels = list(card.labels) if card.labels is not None else None
+    return network, card.preprocess, card.name or "trained", labels
+
+
+def _training_export(weights) -> tuple[Any, ModelCard]:
+    from res2net.card import read_training_metadata
+    from res2net.engine.evaluate import model_from_weights
 
     if not weights or weights is True or not read_training_metadata(weights):
+        # The CLI's words: its --model is the model argument, --weights the weights one.
         raise ValueError(
             "no --model given: name a registered model, or pass --weights with a .safetensors "
             "file written by `res2net train` (it records its architecture)"
         )
-    network, meta = model_from_weights(weights)
-    pre = meta["preprocess"]
-    cfg = Preprocess(
-        resize_short=int(pre["resize_short"]),
-        crop=int(pre["crop"]),
-        mean=tuple(pre["mean"]),
-        std=tuple(pre["std"]),
-        style=pre.get("style", "paddle"),
-    )
-    return network, cfg, str(meta.get("model") or "trained"), meta.get("classes")
+    return model_from_weights(weights)
 
 
 class Predictor:
@@ -151,20 +151,19 @@ class Predictor:
             raise ValueError(f"device {device!r} requested but no CUDA GPU is usable here; use cpu")
         names = _read_labels(labels)
         if model is None:
-            network, self.preprocess_cfg, self.model_name, trained_names = load_training_export(
-                weights
-            )
-            names = names or trained_names
-            num_classes = network.num_classes
+            network, card = _training_export(weights)
+            names = names or (list(card.labels) if card.labels is not None else None)
+            num_classes = card.num_classes
         else:
-            entry = get_entry(model)
+            from res2net.builder import build_model
+
             num_classes = num_classes or (len(names) if names else 1000)
-            self.model_name = entry.name
-            self.preprocess_cfg = entry.preprocess
+            card = replace(load_card(model), num_classes=num_classes)
             # skip_head=False: a fine-tuned file's own classifier is what predict needs.
-            network = create_model(
-                entry.name, pretrained=weights or False, num_classes=num_classes, skip_head=False
-            )
+            network = build_model(card, weights=weights or False, skip_head=False)
+        self.card = card
+        self.model_name = card.name or "trained"
+        self.preprocess_cfg = card.preprocess
         self.labels = _labels_for(names, num_classes)
         self.num_classes = num_classes
         self.topk = min(topk, num_classes)

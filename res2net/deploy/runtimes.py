@@ -7,15 +7,12 @@ predictor, the server and the benchmark never care which engine runs underneath.
 Engines: ``eager`` (plain PyTorch, the numerical reference), ``fused`` (eager on the
 rewritten network of :mod:`res2net.deploy.fuse`), ``compile`` (``torch.compile`` of the
 rewritten network), ``onnxruntime`` and ``openvino`` (the rewritten network converted in
-memory), ``cudagraph`` (the rewritten network replayed as one CUDA graph per input shape,
-GPU only) and ``tensorrt`` (through ``torch_tensorrt``, only where it and a GPU exist).
-:func:`res2net.deploy.export.load_exported` runs exported files in the same engines.
-``executorch`` runs an XNNPACK ``.pte`` program in ExecuTorch's runtime, on the CPU
-(:mod:`res2net.deploy.executorch`).
+memory by :mod:`res2net.deploy.convert`), ``cudagraph`` (the rewritten network replayed as
+one CUDA graph per input shape, GPU only), ``tensorrt`` (through ``torch_tensorrt``, only
+where it and a GPU exist) and ``executorch`` (:mod:`res2net.deploy.executorch`). What each
+needs, where it runs, at which precisions and which files it reads: the engine table,
+:mod:`res2net.deploy.engines`; :func:`create_runtime` and :func:`open_file` follow it.
 
-Precision: the PyTorch engines run ``fp32``, ``fp16`` or ``bf16`` (:data:`PRECISIONS`;
-fp16 on a GPU only); OpenVINO runs ``fp32``, and ``bf16`` on CPUs with AVX512-BF16 or
-AMX-BF16; ONNX Runtime runs FP32; both run INT8 through :mod:`res2net.deploy.int8`.
 ``fp32`` means IEEE FP32 on every engine and every CPU: TF32 is switched off on a GPU,
 oneDNN's implicit BF16 for FP32 matmuls is switched off on the CPU, and OpenVINO is always
 compiled with an explicit ``INFERENCE_PRECISION_HINT`` (its default is BF16 on CPUs that
@@ -38,8 +35,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from res2net.deploy.executorch import ExecuTorchRuntime
-from res2net.models.res2net import Res2Net
+from res2net.deploy.convert import convert_openvino, export_onnx, load_torch_file, write_model
+from res2net.deploy.engines import (
+    AUTO_ORDER,
+    ENGINE_SPECS,
+    ENGINE_TABLE,
+    FORMATS,
+    EngineSpec,
+    device_kind,
+)
+from res2net.deploy.fuse import prepare_for_inference
 
 
 class Runtime(Protocol):
@@ -124,19 +129,6 @@ def cpu_threads() -> int:
     if os.environ.get("RES2NET_THREADS"):
         return int(os.environ["RES2NET_THREADS"])
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def prepare_for_inference(model: nn.Module, *, channels_last: bool = True) -> nn.Module:
-    """Eval-mode copy with the exact rewrites of :func:`~res2net.deploy.fuse.fuse_model`.
-
-    Models that are not a :class:`Res2Net` (e.g. an already traced module) are only put in
-    eval mode.
-    """
-    from res2net.deploy.fuse import fuse_model
-
-    if isinstance(model, Res2Net) and not getattr(model, "is_fused", False):
-        return fuse_model(model, channels_last=channels_last)
-    return model.eval()
 
 
 class EagerRuntime:
@@ -256,14 +248,6 @@ class CudaGraphRuntime(FusedRuntime):
         return static_out
 
 
-def batch_dynamic_program(model: nn.Module, side: int) -> torch.export.ExportedProgram:
-    """``torch.export`` of an eval-mode model at side x side with a dynamic batch dimension."""
-    example = torch.zeros(2, 3, side, side)
-    batch = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}}
-    with torch.no_grad():
-        return torch.export.export(model, (example,), dynamic_shapes=batch)
-
-
 class _PerInputSize:
     """Engines built from a PyTorch model convert it once per input H x W, on first use.
 
@@ -305,8 +289,6 @@ class OnnxRuntime(_PerInputSize):
     engine = "onnxruntime"
 
     def _convert(self, model: nn.Module, side: int) -> Any:
-        from res2net.deploy.export import export_onnx
-
         with tempfile.TemporaryDirectory() as tmp:
             return self._load_file(export_onnx(model, Path(tmp) / "model.onnx", side))
 
@@ -366,16 +348,6 @@ def openvino_default_precision() -> str:
 
     hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
     return {"bf16": "bf16", "f32": "fp32"}.get(hint, hint)
-
-
-def convert_openvino(model: nn.Module, input_size: int = 224) -> Any:
-    """An ``openvino.Model`` of an eval-mode network at a fixed H = W and a dynamic batch.
-
-    Converted from ``torch.export``'s graph, which OpenVINO reads faster than tracing.
-    """
-    import openvino as ov
-
-    return ov.convert_model(batch_dynamic_program(model, input_size))
 
 
 class OpenVinoRuntime(_PerInputSize):
@@ -466,105 +438,86 @@ class TensorRtRuntime(FusedRuntime):
         )
 
 
-ENGINES: dict[str, type] = {
-    "eager": EagerRuntime,
-    "fused": FusedRuntime,
-    "compile": CompileRuntime,
-    "onnxruntime": OnnxRuntime,
-    "openvino": OpenVinoRuntime,
-    "cudagraph": CudaGraphRuntime,
-    "tensorrt": TensorRtRuntime,
-    "executorch": ExecuTorchRuntime,
-}
-# Engines that run the network in PyTorch dtypes (every precision of PRECISIONS).
-TORCH_ENGINES = ("eager", "fused", "compile", "cudagraph", "tensorrt")
-# Engines that need a CUDA GPU.
-GPU_ONLY = ("cudagraph", "tensorrt")
-# Engines whose CPU build would silently run on the CPU when asked for "cuda".
-_CPU_LIBRARIES = ("onnxruntime", "openvino", "executorch")
-# The Python package each optional engine needs.
-_ENGINE_PACKAGES = {
-    "onnxruntime": "onnxruntime",
-    "openvino": "openvino",
-    "tensorrt": "torch_tensorrt",
-    "executorch": "executorch",
-}
+def _runs_on(spec: EngineSpec, device: str) -> bool:
+    """Whether ``spec`` is installed here and can run on ``device``."""
+    kind = device_kind(device)
+    if kind not in spec.precisions or not spec.installed():
+        return False
+    if "cpu" not in spec.precisions and not torch.cuda.is_available():
+        return False  # GPU only, and no GPU
+    if kind == "cuda" and spec.cuda_provider:
+        import onnxruntime as ort
+
+        return spec.cuda_provider in ort.get_available_providers()
+    return True
 
 
 def available_engines(device: str = "cpu") -> list[str]:
     """Engines whose libraries are importable here (and that can run on ``device``)."""
-    names = []
-    for name in ENGINES:
-        package = _ENGINE_PACKAGES.get(name)
-        if package and importlib.util.find_spec(package) is None:
-            continue
-        if name in GPU_ONLY and not (device.startswith("cuda") and torch.cuda.is_available()):
-            continue
-        if device.startswith("cuda") and name in _CPU_LIBRARIES and not _on_gpu(name):
-            continue
-        names.append(name)
-    return names
-
-
-def _on_gpu(name: str) -> bool:
-    """Whether the installed build of an ONNX Runtime / OpenVINO can use a CUDA GPU."""
-    if name == "onnxruntime":
-        import onnxruntime as ort
-
-        return "CUDAExecutionProvider" in ort.get_available_providers()
-    return False  # OpenVINO runs on Intel GPUs, not CUDA ones
+    return [spec.name for spec in ENGINE_SPECS if _runs_on(spec, device)]
 
 
 def engine_precisions(engine: str, device: str = "cpu") -> tuple[str, ...]:
-    """The precisions ``create_runtime`` accepts for ``engine`` on ``device``.
+    """The precisions ``create_runtime`` accepts for ``engine`` on ``device`` (from the
+    engine table, :data:`res2net.deploy.engines.ENGINE_SPECS`; BF16 in OpenVINO only where
+    this CPU runs it natively).
 
-    INT8 is not among them: it needs calibration data (:mod:`res2net.deploy.int8`).
+    INT8 is not among them: it needs calibration images (``create_runtime(...,
+    calibration=...)``, for the engines of :data:`res2net.deploy.engines.INT8_ENGINES`).
     """
-    if engine == "tensorrt":
-        return ("fp32", "fp16")
-    if engine in TORCH_ENGINES:
-        return ("fp32", "fp16", "bf16") if device.startswith("cuda") else ("fp32", "bf16")
-    if engine == "openvino" and openvino_runs_bf16():
-        return ("fp32", "bf16")
-    return ("fp32",)
-
-
-# engine="auto": the engines to try, fastest first, per device and precision. From the
-# interleaved measurements in BENCHMARKS.md: on the CPU in FP32, ONNX Runtime is the
-# fastest or within noise of OpenVINO at every batch size; in BF16, OpenVINO's native BF16
-# kernels (AMX / AVX512-BF16) beat PyTorch's; on a GPU one CUDA graph replay beats
-# launching ~170 kernels from Python.
-AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
-    ("cpu", "fp32"): ("onnxruntime", "openvino", "fused"),
-    ("cpu", "bf16"): ("openvino", "fused"),
-    ("cuda", "fp32"): ("cudagraph", "fused"),
-    ("cuda", "fp16"): ("cudagraph", "fused"),
-    ("cuda", "bf16"): ("cudagraph", "fused"),
-}
+    spec = ENGINE_TABLE[engine]
+    allowed = spec.precisions.get(device_kind(device), ())
+    if spec.bf16_if_native and not openvino_runs_bf16():
+        allowed = tuple(p for p in allowed if p != "bf16")
+    return allowed or ("fp32",)
 
 
 def auto_engine(device: str = "cpu", precision: str = "fp32") -> str:
     """The engine ``engine="auto"`` runs: the first of :data:`AUTO_ORDER` for ``device`` and
     ``precision`` that is installed here and runs that precision (``fused`` otherwise)."""
-    kind = "cuda" if device.startswith("cuda") else "cpu"
     available = available_engines(device)
-    for engine in AUTO_ORDER.get((kind, precision), ()):
+    for engine in AUTO_ORDER.get((device_kind(device), precision), ()):
         if engine in available and precision in engine_precisions(engine, device):
             return engine
     return "fused"
 
 
+def _check_precision(engine: str, device: str, precision: str, chosen: str) -> None:
+    allowed = engine_precisions(engine, device)
+    if precision in allowed:
+        return
+    why = ""
+    if ENGINE_TABLE[engine].bf16_if_native and precision == "bf16":
+        why = (
+            " (OpenVINO's BF16 needs a CPU with AVX512-BF16 or AMX-BF16; this one has "
+            "neither: use fp32, or bf16 in a PyTorch engine)"
+        )
+    elif precision == "int8" and ENGINE_TABLE[engine].int8_format:
+        why = " (int8 needs calibration images: calibration=...)"
+    raise ValueError(
+        f"engine {engine!r}{chosen} on {device} runs {', '.join(allowed)}, not {precision!r}{why}"
+    )
+
+
 def create_runtime(
-    model: nn.Module, engine: str = "eager", *, device: str = "cpu", precision: str = "fp32"
+    model: nn.Module,
+    engine: str = "eager",
+    *,
+    device: str = "cpu",
+    precision: str = "fp32",
+    calibration: np.ndarray | None = None,
 ) -> Runtime:
     """Wrap a (weights-loaded) model in the named engine.
 
     :param model: the PyTorch model; engines other than ``eager`` run a rewritten copy.
-    :param engine: one of :data:`ENGINES` (see the module docstring), or ``"auto"``: the
-        fastest installed here for ``precision`` (:func:`auto_engine`); ``runtime.engine``
-        names the one chosen.
+    :param engine: a name of :data:`res2net.deploy.engines.ENGINE_TABLE` (see the module
+        docstring), or ``"auto"``: the fastest installed here for ``precision``
+        (:func:`auto_engine`); ``runtime.engine`` names the one chosen.
     :param device: ``"cpu"`` or ``"cuda"``.
-    :param precision: one of :func:`engine_precisions` for this engine and device.
+    :param precision: one of :func:`engine_precisions` for this engine and device, or
+        ``"int8"`` with ``calibration`` for an engine with an INT8 format.
+    :param calibration: N x 3 x S x S preprocessed images that set the INT8 ranges: the
+        runtime then runs the INT8 file :func:`res2net.deploy.export.export_model` writes.
     :raises ValueError: unknown or unavailable engine, naming the available ones; a
         precision the engine does not run, naming those it does.
     """
@@ -572,23 +525,47 @@ def create_runtime(
     if engine == "auto":
         engine, chosen = auto_engine(device, precision), " (chosen by engine='auto')"
     if engine not in available_engines(device):
-        known = "unknown" if engine not in ENGINES else "unavailable"
+        known = "unknown" if engine not in ENGINE_TABLE else "unavailable"
         raise ValueError(
             f"{known} engine {engine!r} on {device}; available: "
             f"{', '.join(available_engines(device))}"
         )
-    allowed = engine_precisions(engine, device)
-    if precision not in allowed:
-        why = ""
-        if engine == "openvino" and precision == "bf16":
-            why = (
-                " (OpenVINO's BF16 needs a CPU with AVX512-BF16 or AMX-BF16; this one has "
-                "neither: use fp32, or bf16 in a PyTorch engine)"
-            )
+    spec = ENGINE_TABLE[engine]
+    if precision == "int8" and calibration is not None and spec.int8_format:
+        return _int8_runtime(spec, model, device, calibration)
+    if calibration is not None:
+        raise ValueError(f"calibration is for precision='int8', not {precision!r}")
+    _check_precision(engine, device, precision, chosen)
+    kwargs = {"precision": precision} if spec.takes_precision else {}
+    return spec.runtime_class(model, device=device, **kwargs)
+
+
+def _int8_runtime(
+    spec: EngineSpec, model: nn.Module, device: str, calibration: np.ndarray
+) -> Runtime:
+    """The INT8 file of ``spec.int8_format`` that export writes, loaded in ``spec``'s engine."""
+    fmt, side = spec.int8_format, calibration.shape[-1]
+    prepared = prepare_for_inference(model, channels_last=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_model(prepared, fmt, Path(tmp) / f"int8{FORMATS[fmt]}", side, calibration)
+        return open_file(path, fmt, spec.name, device, "int8")
+
+
+def open_file(path: Path, fmt: str, engine: str, device: str, precision: str) -> Runtime:
+    """A runtime of ``engine`` on an exported file of format ``fmt`` (loaded now).
+
+    :raises ValueError: an engine that does not read ``fmt``, naming the one that does.
+    """
+    spec = ENGINE_TABLE.get(engine)
+    if spec is None or fmt not in spec.reads:
+        readers = [s.name for s in ENGINE_SPECS if fmt in s.reads]
         raise ValueError(
-            f"engine {engine!r}{chosen} on {device} runs {', '.join(allowed)}, not "
-            f"{precision!r}{why}"
+            f"a {fmt} export cannot run in engine {engine!r}; use {' or '.join(readers)}"
         )
-    if engine in TORCH_ENGINES or engine == "openvino":
-        return ENGINES[engine](model, device=device, precision=precision)
-    return ENGINES[engine](model, device=device)
+    if spec.pytorch:
+        # An exported program is already in inference form and refuses .eval().
+        module = load_torch_file(path, fmt, device)
+        return spec.runtime_class(module, device, set_eval=fmt == "torchscript")
+    # OpenVINO: always an explicit precision, its own default is BF16 on CPUs that have it.
+    kwargs = {"precision": precision} if spec.takes_precision else {}
+    return spec.runtime_class(path, device, **kwargs)

@@ -1,10 +1,13 @@
 """Training checkpoints: atomic writes, exact resume, exported weights.
 
 A checkpoint holds everything that decides what the next step computes: model, optimizer,
-schedule position, AMP scaler, EMA weights, every RNG state and the data position (epoch and
-batch within it). Files are written to a temporary file in the same folder and renamed over
-the old one (``os.replace`` is atomic on POSIX and Windows), so a crash mid-save leaves the
-previous checkpoint intact. Files are read back with ``torch.load(weights_only=True)``: only
+AMP scaler, EMA weights, every process's RNG state and the run's :class:`Progress` (epoch,
+batch within it, optimizer steps taken; the learning rate is a function of the step). Files
+of older versions also hold a ``"scheduler"`` entry, which nothing needs and is ignored.
+
+Files are written to a temporary file in the same folder and renamed over the old one
+(``os.replace`` is atomic on POSIX and Windows), so a crash mid-save leaves the previous
+checkpoint intact. Files are read back with ``torch.load(weights_only=True)``: only
 tensors and plain containers, never arbitrary pickled objects.
 """
 
@@ -13,15 +16,29 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 LAST = "last.pt"
 BEST_WEIGHTS = "best.safetensors"
 FINAL_WEIGHTS = "final.safetensors"
+
+
+@dataclass
+class Progress:
+    """Where a run is: the epoch, the batch within it, the optimizer steps taken so far and
+    the best validation top-1 (-1: not evaluated yet)."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_top1: float = -1.0
 
 
 def rng_state() -> dict[str, Any]:
@@ -60,6 +77,71 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(
+    path: Path,
+    stateful: dict[str, Any],
+    progress: Progress,
+    *,
+    history: list[dict[str, Any]],
+    epoch_sums: torch.Tensor,
+    config: dict[str, Any],
+    world: int,
+    write: bool,
+) -> None:
+    """Write a run's checkpoint to ``path`` (atomically).
+
+    ``stateful`` maps names to objects with ``state_dict()`` (model, optimizer, scaler, EMA;
+    None is stored as None); ``epoch_sums`` are the running sums of a checkpoint taken
+    mid-epoch. Under torchrun every rank must call this (each one's RNG state is gathered
+    into the file, so each continues its own stream); only the rank given ``write`` writes.
+    """
+    rngs = [rng_state()]
+    if world > 1:
+        rngs = [None] * world
+        dist.all_gather_object(rngs, rng_state())
+    if not write:
+        return
+    state = {name: obj.state_dict() if obj is not None else None for name, obj in stateful.items()}
+    state.update(
+        rng=rngs,
+        epoch=progress.epoch,
+        step_in_epoch=progress.step_in_epoch,
+        global_step=progress.global_step,
+        best_top1=progress.best_top1,
+        history=history,
+        epoch_sums=epoch_sums.cpu(),
+        config=config,
+    )
+    atomic_torch_save(state, path)
+
+
+def restore_training_state(
+    path: str | Path, stateful: dict[str, Any], *, rank: int, world: int
+) -> tuple[Progress, list[dict[str, Any]], torch.Tensor]:
+    """Load :func:`save_training_state`'s file into ``stateful`` (None entries are skipped)
+    and this rank's RNGs; returns the progress, the metrics history and the epoch sums.
+
+    A file written by another number of processes still resumes, with a warning: the data
+    order and augmentation cannot be those of the interrupted run.
+    """
+    state = load_checkpoint(path)
+    for name, obj in stateful.items():
+        if obj is not None:
+            obj.load_state_dict(state[name])
+    if len(state["rng"]) == world:
+        set_rng_state(state["rng"][rank])
+    else:
+        warnings.warn(
+            f"{path} was written by {len(state['rng'])} processes, this run has "
+            f"{world}: resuming, but not exactly (other data order and augmentation)",
+            stacklevel=3,
+        )
+    progress = Progress(
+        state["epoch"], state["step_in_epoch"], state["global_step"], state["best_top1"]
+    )
+    return progress, state["history"], state["epoch_sums"]
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

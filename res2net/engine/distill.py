@@ -1,8 +1,10 @@
 """SSLD-style knowledge distillation: losses on soft outputs and the frozen teacher.
 
-PaddleClas's SSLD trains a student on a stronger teacher's soft outputs (REFERENCE.md §5)
-with a Jensen-Shannon divergence, or a symmetric KL ("DML", deep mutual learning). Both are
-computed here from logits; labels are not needed, so unlabeled images can join the data.
+PaddleClas's SSLD (Simple Semi-supervised Label Distillation) trains a student on a frozen,
+stronger teacher's soft outputs over ImageNet-1k plus unlabeled images, with a Jensen-Shannon
+divergence, or a symmetric KL ("DML", deep mutual learning, Zhang et al., 2018): PaddleClas's
+``docs/en/advanced_tutorials/knowledge_distillation_en.md``. Both are computed here from
+logits; labels are not needed, so unlabeled images can join the data.
 """
 
 from __future__ import annotations

@@ -74,3 +74,19 @@ class MetricsLog:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, **kw: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def progress_bar(enabled: bool, total: int, done: int):
+    """A tqdm bar of optimizer steps on a terminal; a do-nothing stand-in otherwise."""
+    # On a log file, tqdm's carriage returns make one endless line: the epoch lines suffice.
+    if not enabled or not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True)

@@ -2,7 +2,10 @@
 
 Read :func:`train` top to bottom: set up (distributed, seeds, model, data, optimizer),
 resume if asked, then epochs of steps with evaluation, logging and checkpoints. Everything
-it needs to know comes from a :class:`~res2net.engine.config.Config`.
+it needs to know comes from a :class:`~res2net.engine.config.Config`. The pieces live next
+door: the data order and per-sample seeds in :mod:`res2net.data.sampling`, the loss and batch
+mixing in :mod:`res2net.engine.losses`, checkpoints in :mod:`res2net.engine.checkpoint`, the
+metrics log and progress bar in :mod:`res2net.engine.report`.
 
 Under ``torchrun`` the same command runs in every process: DistributedDataParallel keeps the
 replicas identical, each rank reads its own shard of every epoch's order, metrics are summed
@@ -15,9 +18,7 @@ import json
 import math
 import os
 import random
-import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from res2net.data.datasets import (
     ImageDataset,
@@ -36,11 +36,14 @@ from res2net.data.datasets import (
     train_transform,
     unlabeled_samples,
 )
+from res2net.data.preprocess import Preprocess
+from res2net.data.sampling import ResumableSampler, SeededSamples
 from res2net.engine import checkpoint as ckpt
+from res2net.engine import losses
 from res2net.engine.config import ArchConfig, Config, ModelConfig, config_to_dict
-from res2net.engine.distill import distill_loss, freeze
+from res2net.engine.distill import freeze
 from res2net.engine.evaluate import evaluate
-from res2net.engine.report import MetricsLog
+from res2net.engine.report import MetricsLog, progress_bar
 
 
 class NonFiniteLossError(RuntimeError):
@@ -103,12 +106,12 @@ def _build_arch(arch: ArchConfig, num_classes: int) -> nn.Module:
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The network a config names: a registered model (optionally pretrained) or an arch."""
-    from res2net.models.registry import create_model
+    from res2net.builder import create_model
 
     if cfg.arch is not None:
         model = _build_arch(cfg.arch, cfg.num_classes)
         if cfg.pretrained:
-            from res2net.weights.io import load_weights
+            from res2net.builder import load_weights
 
             load_weights(model, cfg.pretrained)
     else:
@@ -122,8 +125,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def _build_teacher(cfg: Config, device: torch.device) -> nn.Module | None:
     """The frozen teacher of a distillation run, with all of its weights (head included)."""
-    from res2net.models.registry import create_model
-    from res2net.weights.io import load_weights
+    from res2net.builder import create_model, load_weights
 
     d = cfg.distill
     if d is None:
@@ -154,86 +156,9 @@ def _build_teacher(cfg: Config, device: torch.device) -> nn.Module | None:
     return freeze(teacher.to(device))
 
 
-class ResumableSampler(Sampler[int]):
-    """Each epoch's order is a permutation seeded by ``seed + epoch``; rank ``r`` of ``w``
-    takes every ``w``-th index from ``r``. ``set_epoch(e, skip)`` drops the first ``skip``
-    indices of this rank's share: that is how a resumed run continues mid-epoch exactly.
-
-    Training pads the order to a multiple of ``w`` (every rank runs the same number of
-    steps); evaluation does not (each image counted once). With ``seeded`` it yields
-    ``(index, sample_seed)`` pairs for :class:`SeededSamples`: the seed is a function of
-    (``seed``, epoch, index) alone.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-        rank: int = 0,
-        world: int = 1,
-        pad: bool = True,
-        seeded: bool = False,
-    ) -> None:
-        self.size, self.shuffle, self.seed = size, shuffle, seed
-        self.rank, self.world, self.pad, self.seeded = rank, world, pad, seeded
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
-
-    def _indices(self) -> list[int]:
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.size, generator=gen).tolist()
-        else:
-            order = list(range(self.size))
-        if self.pad and self.size % self.world:
-            order += order[: self.world - self.size % self.world]
-        return order[self.rank :: self.world]
-
-    def __iter__(self):
-        indices = self._indices()[self.skip :]
-        if not self.seeded:
-            return iter(indices)
-        return iter((i, sample_seed(self.seed, self.epoch, i)) for i in indices)
-
-    def __len__(self) -> int:
-        return len(self._indices()) - self.skip
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of one sample's augmentation in one epoch (64 bits, well mixed)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0])
-
-
-class SeededSamples(torch.utils.data.Dataset):
-    """``dataset[index]`` with torch's generator seeded by the sampler's ``sample_seed``.
-
-    A sample's random crop and flip then depend on (seed, epoch, index) alone: not on
-    which worker process decodes it, how many workers there are, how many samples that
-    worker decoded before, the number of training processes, or whether the run was
-    resumed mid-epoch. The caller's generator state is left as it was.
-    """
-
-    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]):
-        index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.dataset[index]
-
-
 def _data(cfg: Config, ctx: _Dist, device: torch.device):
     """Train and validation loaders and the train sampler (to position it each epoch)."""
     from res2net.data.transforms import eval_transform
-    from res2net.models.registry import Preprocess
 
     d = cfg.data
     augment = train_transform(
@@ -252,9 +177,12 @@ def _data(cfg: Config, ctx: _Dist, device: torch.device):
         train_set = ImageDataset(
             train_set.samples + extra, augment, d.on_corrupt, train_set.classes
         )
-    preprocess = Preprocess(resize_short=d.resize_short, crop=d.image_size, mean=d.mean, std=d.std)
     val_set = build_dataset(
-        d.val_dir, eval_transform(preprocess), d.val_list, d.on_corrupt, cfg.model.num_classes
+        d.val_dir,
+        eval_transform(_eval_preprocess(cfg)),
+        d.val_list,
+        d.on_corrupt,
+        cfg.model.num_classes,
     )
 
     bs = cfg.train.batch_size
@@ -309,69 +237,152 @@ def lr_at(step: int, total_steps: int, cfg: Config, steps_per_epoch: int) -> flo
     return low + 0.5 * (base - low) * (1.0 + math.cos(math.pi * progress))
 
 
-def _mix(images: Tensor, targets: Tensor, mask: Tensor, cfg: Config):
-    """Mixup or CutMix (REFERENCE.md §5: mixup alpha 0.2) on a batch with soft targets."""
-    a = cfg.augment
-    use_cutmix = a.cutmix > 0 and (a.mixup <= 0 or torch.rand(()).item() < a.cutmix_prob)
-    alpha = a.cutmix if use_cutmix else a.mixup
-    if alpha <= 0:
-        return images, targets, mask
-    lam = torch.distributions.Beta(alpha, alpha).sample().item()
-    perm = torch.randperm(images.shape[0]).to(images.device)
-    if use_cutmix:
-        h, w = images.shape[2:]
-        cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-        cy, cx = torch.randint(h, ()).item(), torch.randint(w, ()).item()
-        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
-        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
-        images = images.clone()
-        images[:, :, y0:y1, x0:x1] = images[perm, :, y0:y1, x0:x1]
-        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # the area actually pasted
-    else:
-        images = lam * images + (1 - lam) * images[perm]
-    return images, lam * targets + (1 - lam) * targets[perm], mask * mask[perm]
+def _place(model: nn.Module, cfg: ModelConfig, ctx: _Dist, device: torch.device) -> nn.Module:
+    """The model on its device, with SyncBatchNorm under torchrun if asked, channels-last."""
+    model = model.to(device)
+    if cfg.sync_bn and device.type == "cpu":
+        raise ValueError("model.sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel)")
+    if cfg.sync_bn and ctx.world > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
-def _hard_loss(logits: Tensor, targets: Tensor, mask: Tensor, smoothing: float) -> Tensor:
-    """Cross-entropy with label smoothing on (possibly mixed) soft targets, over labelled rows."""
-    per_image = F.cross_entropy(
-        logits.float(), targets, label_smoothing=smoothing, reduction="none"
-    )
-    return (per_image * mask).sum() / mask.sum().clamp(min=1)
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("train.amp=fp16 needs a GPU; use bf16 or none on CPU")
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def _ema(model: nn.Module, decay: float | None) -> nn.Module | None:
+    """An exponential moving average of the weights and buffers (PyTorch's AveragedModel)."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _wrap(model: nn.Module, cfg: ModelConfig, ctx: _Dist, device: torch.device) -> nn.Module:
+    """The model as the step calls it: DistributedDataParallel under torchrun (gradients are
+    averaged over the processes in backward), compiled if asked."""
+    net = model
+    if ctx.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(net) if cfg.compile else net
+
+
+@dataclass
+class _Parts:
+    """What a step touches. ``model`` is this rank's replica (saved and exported), ``net`` the
+    same network as called (DDP-wrapped and/or compiled)."""
+
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: nn.Module | None
+    teacher: nn.Module | None
+    amp_dtype: torch.dtype | None
+
+    @classmethod
+    def around(
+        cls, model: nn.Module, teacher: nn.Module | None, cfg: Config, ctx: _Dist, device
+    ) -> _Parts:
+        """The optimizer, AMP, EMA and DDP set-up of ``model`` as ``cfg`` asks."""
+        t = cfg.train
+        optimizer = _optimizer(model, cfg)
+        amp_dtype = _amp_dtype(t.amp, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
+        ema = _ema(model, t.ema_decay)
+        net = _wrap(model, cfg.model, ctx, device)
+        return cls(model, net, optimizer, scaler, ema, teacher, amp_dtype)
+
+    def stateful(self) -> dict[str, Any]:
+        """What a checkpoint saves and restores, by name."""
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scaler": self.scaler,
+            "ema": self.ema,
+        }
+
+    @property
+    def averaged(self) -> nn.Module:
+        """The network that is evaluated and exported: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+class _LossWatch:
+    """Remembers the first step whose loss was not finite (-1: none yet). It is tracked on
+    the device so the step loop never waits for the GPU; :meth:`check` reads it, at log
+    intervals and before every save."""
+
+    def __init__(self, device: torch.device, kept: Path, kept_step: int) -> None:
+        self.bad_step = torch.tensor(-1, device=device)
+        self.kept, self.kept_step = kept, kept_step  # the last checkpoint written
+
+    def record(self, loss: Tensor, step: int) -> None:
+        finite = torch.isfinite(loss.detach())
+        self.bad_step = torch.where((self.bad_step < 0) & ~finite, step, self.bad_step)
+
+    def check(self, world: int) -> None:
+        worst = self.bad_step.clone()
+        if world > 1:
+            dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+        if worst.item() >= 0:
+            where = "none saved"
+            if self.kept.exists():
+                where = f"kept {self.kept} (step {self.kept_step})"
+            raise NonFiniteLossError(
+                f"training loss became NaN/inf at step {worst.item()}; stopped. Last good "
+                f"checkpoint: {where}. Lower optim.lr, set train.grad_clip, or check the data."
+            )
+
+
+@dataclass
+class _Run:
+    """One run's fixed context, handed to the loop's helpers."""
+
+    cfg: Config
+    ctx: _Dist
+    device: torch.device
+    out: Path
+    parts: _Parts
+    log: MetricsLog
+    watch: _LossWatch
+    steps_per_epoch: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.schedule.epochs * self.steps_per_epoch
 
 
 def _metadata(cfg: Config, classes: list[str] | None) -> dict[str, str]:
-    """What `res2net eval` / predict need to rebuild and feed the exported model."""
+    """The model card of the run, as the ``.safetensors`` header entry that `res2net eval` /
+    predict / export read back (:func:`res2net.card.load_card`)."""
+    from res2net.card import ModelCard, training_metadata
     from res2net.models.registry import get_entry
 
-    arch = vars(cfg.model.arch) if cfg.model.arch else _arch_of(get_entry(cfg.model.name))
-    info = {
-        "arch": arch,
-        "model": cfg.model.name,
-        "num_classes": cfg.model.num_classes,
-        "classes": classes,
-        "preprocess": {
-            "resize_short": cfg.data.resize_short,
-            "crop": cfg.data.image_size,
-            "mean": list(cfg.data.mean),
-            "std": list(cfg.data.std),
-            "style": "paddle",
-        },
-    }
-    return {"res2net_training": json.dumps(info)}
+    entry = get_entry(cfg.model.name) if cfg.model.arch is None else None
+    card = ModelCard(
+        name=cfg.model.name,
+        config=cfg.model.arch or entry.config,
+        num_classes=cfg.model.num_classes,
+        preprocess=_eval_preprocess(cfg),
+        labels=tuple(classes) if classes is not None else None,
+        family=entry.family if entry is not None else None,
+    )
+    return training_metadata(card)
 
 
-def _arch_of(entry) -> dict[str, Any]:
-    c = entry.config
-    return {
-        "depth": c.depth,
-        "width": c.width,
-        "scales": c.scales,
-        "deep_stem": c.deep_stem,
-        "avg_down": c.avg_down,
-        "flavour": c.flavour,
-        "cardinality": c.cardinality,
-    }
+def _eval_preprocess(cfg: Config) -> Preprocess:
+    """The eval preprocessing of a run: its validation images' and its exports' (the
+    registry's default interpolation and style, the config's sizes, mean and std)."""
+    d = cfg.data
+    return Preprocess(resize_short=d.resize_short, crop=d.image_size, mean=d.mean, std=d.std)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,246 +404,182 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
         torch.use_deterministic_algorithms(True)
     out = Path(cfg.output.dir)
     _seed_everything(t.seed)  # same on every rank: identical initial weights
-    model = build_model(cfg.model).to(device)
-    if cfg.model.sync_bn and device.type == "cpu":
-        raise ValueError("model.sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel)")
-    if cfg.model.sync_bn and ctx.world > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _place(build_model(cfg.model), cfg.model, ctx, device)
     teacher = _build_teacher(cfg, device)
     # Mixup/CutMix draws differ per rank; crops and flips are seeded per sample (SeededSamples).
     _seed_everything(t.seed + ctx.rank)
     train_loader, val_loader, sampler, train_set = _data(cfg, ctx, device)
-    optimizer = _optimizer(model, cfg)
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
-    if t.amp == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs a GPU; use bf16 or none on CPU")
-    scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
-    ema = None
-    if t.ema_decay:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    parts = _Parts.around(model, teacher, cfg, ctx, device)  # optimizer, AMP, EMA, DDP
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
-    net: nn.Module = model
-    if ctx.world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if cfg.model.compile:
-        net = torch.compile(net)
-
-    steps_per_epoch = len(train_loader)
-    total_steps = cfg.schedule.epochs * steps_per_epoch
-    epoch, step_in_epoch, global_step, best_top1 = 0, 0, 0, -1.0
-    resumed_sums = None
     log = MetricsLog(out, enabled=ctx.main, tensorboard=cfg.output.tensorboard)
+    pos = ckpt.Progress()
+    # This epoch's loss sum, images and skipped (corrupt) images, summed on the device and
+    # read at log time; a run resumed mid-epoch continues the epoch's sums.
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
     if resume is not None:
-        state = ckpt.load_checkpoint(resume)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
-        global_step, best_top1 = state["global_step"], state["best_top1"]
-        log.history = state["history"]
-        resumed_sums = state["epoch_sums"].to(device)
-        if len(state["rng"]) == ctx.world:
-            ckpt.set_rng_state(state["rng"][ctx.rank])
-        else:  # another process count: continue, but the data order cannot be the same
-            warnings.warn(
-                f"{resume} was written by {len(state['rng'])} processes, this run has "
-                f"{ctx.world}: resuming, but not exactly (other data order and augmentation)",
-                stacklevel=2,
-            )
+        pos, log.history, saved_sums = ckpt.restore_training_state(
+            resume, parts.stateful(), rank=ctx.rank, world=ctx.world
+        )
+        sums = saved_sums.to(device)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    watch = _LossWatch(device, out / ckpt.LAST, pos.global_step)
+    run = _Run(cfg, ctx, device, out, parts, log, watch, steps_per_epoch=len(train_loader))
 
-    def save(epoch_: int, step_: int, sums_: Tensor) -> None:
-        # Every rank's RNG state goes into the file, so each continues its own stream.
-        rngs = [ckpt.rng_state()]
-        if ctx.world > 1:
-            rngs = [None] * ctx.world
-            dist.all_gather_object(rngs, ckpt.rng_state())
-        if ctx.main:
-            ckpt.atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": {"global_step": global_step, "total_steps": total_steps},
-                    "scaler": scaler.state_dict(),
-                    "ema": ema.state_dict() if ema else None,
-                    "rng": rngs,
-                    "epoch": epoch_,
-                    "step_in_epoch": step_,
-                    "global_step": global_step,
-                    "best_top1": best_top1,
-                    "history": log.history,
-                    "epoch_sums": sums_.cpu(),
-                    "config": config_to_dict(cfg),
-                },
-                out / ckpt.LAST,
-            )
-
-    # The first step whose loss was not finite (-1: none yet), tracked on the device so the
-    # step loop never waits for the GPU; checked at log intervals and before every save.
-    bad_step = torch.tensor(-1, device=device)
-    last_saved = {"step": global_step}
-
-    def check_finite() -> None:
-        worst = bad_step.clone()
-        if ctx.world > 1:
-            dist.all_reduce(worst, op=dist.ReduceOp.MAX)
-        if worst.item() >= 0:
-            kept = out / ckpt.LAST
-            where = f"kept {kept} (step {last_saved['step']})" if kept.exists() else "none saved"
-            raise NonFiniteLossError(
-                f"training loss became NaN/inf at step {worst.item()}; stopped. Last good "
-                f"checkpoint: {where}. Lower optim.lr, set train.grad_clip, or check the data."
-            )
-
-    def save_checked(epoch_: int, step_: int, sums_: Tensor) -> None:
-        check_finite()
-        save(epoch_, step_, sums_)
-        last_saved["step"] = global_step
-
-    num_classes = cfg.model.num_classes
-    bar = _progress(ctx.main and t.progress, total_steps, global_step)
-    stop = False
-    while epoch < cfg.schedule.epochs and not stop:
-        sampler.set_epoch(epoch, skip=step_in_epoch * t.batch_size)
-        net.train()
-        # loss sum, images, corrupt images skipped: summed on the device, read at log time
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
-        if resumed_sums is not None:  # a run resumed mid-epoch keeps the epoch's running sums
-            sums, resumed_sums = resumed_sums, None
-        tick, tick_images = time.perf_counter(), 0.0
-        epoch_start, epoch_images = time.perf_counter(), sums[1].item()
-        for images, labels, skipped in train_loader:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(global_step, total_steps, cfg, steps_per_epoch)
-            sums[2] += skipped
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            if cfg.model.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            mask = (labels >= 0).float()
-            targets = F.one_hot(labels.clamp(min=0), num_classes).float() * mask[:, None]
-            images, targets, mask = _mix(images, targets, mask, cfg)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = net(images)
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(images)
-            if teacher is not None:
-                d = cfg.distill
-                loss = distill_loss(d.loss, logits, teacher_logits, d.temperature)
-                if d.hard_weight:
-                    hard = _hard_loss(logits, targets, mask, cfg.loss.label_smoothing)
-                    loss = loss + d.hard_weight * hard
-            else:
-                loss = _hard_loss(logits, targets, mask, cfg.loss.label_smoothing)
-
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if t.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update_parameters(model)
-            global_step += 1
-            step_in_epoch += 1
-            finite = torch.isfinite(loss.detach())
-            bad_step = torch.where((bad_step < 0) & ~finite, global_step, bad_step)
-            sums[0] += loss.detach() * images.shape[0]
-            sums[1] += images.shape[0]
-            tick_images += images.shape[0]
-
-            if global_step % t.log_every == 0 or step_in_epoch == steps_per_epoch:
-                check_finite()
-                rate = tick_images * ctx.world / (time.perf_counter() - tick)
-                bar.set_postfix(
-                    loss=f"{loss.item():.4f}",
-                    lr=f"{optimizer.param_groups[0]['lr']:.4g}",
-                    img_s=f"{rate:.0f}",
-                )
-                tick, tick_images = time.perf_counter(), 0.0
-            bar.update(1)
-            if t.max_steps is not None and global_step >= t.max_steps:
-                stop = True
-                break
-            if t.ckpt_every_steps and global_step % t.ckpt_every_steps == 0:
-                save_checked(epoch, step_in_epoch, sums)
+    bar = progress_bar(ctx.main and t.progress, run.total_steps, pos.global_step)
+    while pos.epoch < cfg.schedule.epochs:
+        sampler.set_epoch(pos.epoch, skip=pos.step_in_epoch * t.batch_size)
+        start, images_before = time.perf_counter(), sums[1].item()
+        stop = _train_epoch(run, pos, train_loader, sums, bar)
 
         # End of an epoch (or of a max_steps run): metrics, best weights, checkpoint.
-        totals = sums.clone()  # sums stay this rank's own: a mid-epoch checkpoint keeps them
-        if ctx.world > 1:
-            dist.all_reduce(totals)
-        check_finite()
-        epoch_done = step_in_epoch >= steps_per_epoch
-        row: dict[str, Any] = {
-            "epoch": epoch + 1 if epoch_done else epoch + step_in_epoch / steps_per_epoch,
-            "step": global_step,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": (totals[0] / totals[1].clamp(min=1)).item(),
-        }
-        if totals[2].item():
-            row["skipped_images"] = int(totals[2].item())
-        if epoch_done:
-            epoch, step_in_epoch = epoch + 1, 0
-        if stop or epoch % t.eval_every_epochs == 0 or epoch == cfg.schedule.epochs:
-            eval_model = ema.module if ema is not None else model
-            metrics = evaluate(
-                eval_model,
-                val_loader,
-                device,
-                teacher=teacher,
-                channels_last=cfg.model.channels_last,
-                amp_dtype=amp_dtype,
-            )
-            row.update({f"val_{k}": v for k, v in metrics.items() if k != "images"})
-            # metrics are summed over ranks: every rank takes the same branch here.
-            if metrics["top1"] > best_top1:
-                best_top1 = metrics["top1"]
-                if ctx.main:
-                    ckpt.export_weights(
-                        eval_model, out / ckpt.BEST_WEIGHTS, _metadata(cfg, train_set.classes)
-                    )
+        row, epoch_done = _epoch_row(run, pos, sums)
+        if stop or pos.epoch % t.eval_every_epochs == 0 or pos.epoch == cfg.schedule.epochs:
+            row.update(_validate(run, pos, val_loader, train_set.classes))
         log.add(row)
         if ctx.main:
-            seen = (sums[1].item() - epoch_images) * ctx.world
-            log.echo(row, cfg.schedule.epochs, seen, time.perf_counter() - epoch_start)
-        save_checked(epoch, step_in_epoch, torch.zeros_like(sums) if epoch_done else sums)
+            seen = (sums[1].item() - images_before) * ctx.world
+            log.echo(row, cfg.schedule.epochs, seen, time.perf_counter() - start)
+        if epoch_done:
+            sums = torch.zeros_like(sums)
+        _save(run, pos, sums)
+        if stop:
+            break
     bar.close()
+    final = _finish(run, train_set.classes)
+    return TrainResult(out, final, log.history, pos.best_top1, pos.global_step, model)
 
+
+def _train_epoch(run: _Run, pos: ckpt.Progress, loader: DataLoader, sums: Tensor, bar) -> bool:
+    """This rank's steps through the rest of the epoch; True when ``train.max_steps`` is
+    reached (the run stops)."""
+    t, parts = run.cfg.train, run.parts
+    parts.net.train()
+    tick, tick_images = time.perf_counter(), 0.0
+    for images, labels, skipped in loader:
+        lr = lr_at(pos.global_step, run.total_steps, run.cfg, run.steps_per_epoch)
+        for group in parts.optimizer.param_groups:
+            group["lr"] = lr
+        sums[2] += skipped
+        loss = _step(parts, images, labels, run.cfg, run.device)
+        pos.global_step += 1
+        pos.step_in_epoch += 1
+        run.watch.record(loss, pos.global_step)
+        sums[0] += loss.detach() * images.shape[0]
+        sums[1] += images.shape[0]
+        tick_images += images.shape[0]
+
+        if pos.global_step % t.log_every == 0 or pos.step_in_epoch == run.steps_per_epoch:
+            run.watch.check(run.ctx.world)
+            rate = tick_images * run.ctx.world / (time.perf_counter() - tick)
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
+            tick, tick_images = time.perf_counter(), 0.0
+        bar.update(1)
+        if t.max_steps is not None and pos.global_step >= t.max_steps:
+            return True
+        if t.ckpt_every_steps and pos.global_step % t.ckpt_every_steps == 0:
+            _save(run, pos, sums)
+    return False
+
+
+def _step(parts: _Parts, images: Tensor, labels: Tensor, cfg: Config, device) -> Tensor:
+    """One optimizer step on one batch; returns the loss (on the device, not waited for)."""
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    if cfg.model.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets, mask = losses.soft_targets(labels, cfg.model.num_classes)
+    images, targets, mask = losses.mix_batch(images, targets, mask, cfg.augment)
+    teacher_logits = None
+    amp = parts.amp_dtype
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        logits = parts.net(images)
+        if parts.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = parts.teacher(images)
+    loss = losses.training_loss(cfg, logits, targets, mask, teacher_logits)
+
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss).backward()
+    if cfg.train.grad_clip:
+        parts.scaler.unscale_(parts.optimizer)
+        nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.train.grad_clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    if parts.ema is not None:
+        parts.ema.update_parameters(parts.model)
+    return loss
+
+
+def _epoch_row(run: _Run, pos: ckpt.Progress, sums: Tensor) -> tuple[dict[str, Any], bool]:
+    """The epoch's metrics row (summed over ranks), and whether the epoch is complete (then
+    ``pos`` moves to the next one)."""
+    totals = sums.clone()  # sums stay this rank's own: a mid-epoch checkpoint keeps them
+    if run.ctx.world > 1:
+        dist.all_reduce(totals)
+    run.watch.check(run.ctx.world)
+    done = pos.step_in_epoch >= run.steps_per_epoch
+    row: dict[str, Any] = {
+        "epoch": pos.epoch + 1 if done else pos.epoch + pos.step_in_epoch / run.steps_per_epoch,
+        "step": pos.global_step,
+        "lr": run.parts.optimizer.param_groups[0]["lr"],
+        "train_loss": (totals[0] / totals[1].clamp(min=1)).item(),
+    }
+    if totals[2].item():
+        row["skipped_images"] = int(totals[2].item())
+    if done:
+        pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
+    return row, done
+
+
+def _validate(
+    run: _Run, pos: ckpt.Progress, val_loader: DataLoader, classes: list[str] | None
+) -> dict[str, float]:
+    """Validation metrics (``val_*``) of the averaged network; a new best top-1 is exported."""
+    parts = run.parts
+    metrics = evaluate(
+        parts.averaged,
+        val_loader,
+        run.device,
+        teacher=parts.teacher,
+        channels_last=run.cfg.model.channels_last,
+        amp_dtype=parts.amp_dtype,
+    )
+    # metrics are summed over ranks: every rank takes the same branch here.
+    if metrics["top1"] > pos.best_top1:
+        pos.best_top1 = metrics["top1"]
+        if run.ctx.main:
+            best = run.out / ckpt.BEST_WEIGHTS
+            ckpt.export_weights(parts.averaged, best, _metadata(run.cfg, classes))
+    return {f"val_{k}": v for k, v in metrics.items() if k != "images"}
+
+
+def _finish(run: _Run, classes: list[str] | None) -> Path | None:
+    """Export the final weights and plot the curves (rank 0); wait for every rank."""
     final = None
-    if ctx.main:
-        final_model = ema.module if ema is not None else model
-        final = ckpt.export_weights(
-            final_model, out / ckpt.FINAL_WEIGHTS, _metadata(cfg, train_set.classes)
-        )
-        if cfg.output.plot:
-            log.plot()
-    log.close()
-    if ctx.world > 1:
+    if run.ctx.main:
+        weights = run.out / ckpt.FINAL_WEIGHTS
+        final = ckpt.export_weights(run.parts.averaged, weights, _metadata(run.cfg, classes))
+        if run.cfg.output.plot:
+            run.log.plot()
+    run.log.close()
+    if run.ctx.world > 1:
         dist.barrier()
-    return TrainResult(out, final, log.history, best_top1, global_step, model)
+    return final
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(enabled: bool, total: int, done: int):
-    # On a log file, tqdm's carriage returns make one endless line: the epoch lines suffice.
-    if not enabled or not sys.stderr.isatty():
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True)
+def _save(run: _Run, pos: ckpt.Progress, sums: Tensor) -> None:
+    """Check that every loss so far was finite, then write ``last.pt`` (all ranks call it)."""
+    run.watch.check(run.ctx.world)
+    ckpt.save_training_state(
+        run.out / ckpt.LAST,
+        run.parts.stateful(),
+        pos,
+        history=run.log.history,
+        epoch_sums=sums,
+        config=config_to_dict(run.cfg),
+        world=run.ctx.world,
+        write=run.ctx.main,
+    )
+    run.watch.kept_step = pos.global_step

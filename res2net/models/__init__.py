@@ -1,4 +1,4 @@
-"""The network, its registry and metadata.
+"""The network, its registry and metadata (``create_model`` is :mod:`res2net.builder`'s).
 
 Names are loaded on first use, so that listing models (the registry) does not import torch.
 """
@@ -12,7 +12,7 @@ _EXPORTS = {
     "Bottle2neck": "res2net.models.res2net",
     "Res2Net": "res2net.models.res2net",
     "Res2NetConfig": "res2net.models.config",
-    "create_model": "res2net.models.registry",
+    "create_model": "res2net.builder",
     "get_entry": "res2net.models.registry",
     "list_models": "res2net.models.registry",
     "model_info": "res2net.models.registry",

@@ -2,44 +2,25 @@
 
 Variants are data: a :class:`ModelEntry` names a :class:`Res2NetConfig`, where its weights
 live, how its inputs are preprocessed, and what accuracy its publisher reports. This is the
-single source of truth for those facts; everything else (CLI table, downloads, predictor,
-exports) reads them from here.
+single source of truth for those facts; everything else reads them from here, as a model
+card (:func:`res2net.card.load_card`). This module is data: building a model with weights is
+:mod:`res2net.builder`'s job.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
+from res2net.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from res2net.models.config import Res2NetConfig
 from res2net.models.counting import count_model
 
-if TYPE_CHECKING:
-    from res2net.models.res2net import Res2Net
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelEntry", "Preprocess", "Published", "REGISTRY"]
 
 PADDLE_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/{}_pretrained.pdparams"
 TIMM_URL = "https://huggingface.co/timm/{}.in1k/resolve/main/model.safetensors"
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Eval preprocessing of a weight entry: resize the short side, center crop, normalize.
-
-    ``style`` says whose resize to reproduce: ``"paddle"`` (OpenCV bilinear on the short side,
-    as PaddleClas's ``ResizeImage``) or ``"timm"`` (PIL bilinear with antialiasing, as timm's
-    eval transform).
-    """
-
-    resize_short: int = 256
-    crop: int = 224
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    style: Literal["paddle", "timm"] = "paddle"
 
 
 @dataclass(frozen=True)
@@ -154,58 +135,6 @@ def get_entry(name: str) -> ModelEntry:
         ) from None
 
 
-def create_model(
-    name: str,
-    pretrained: bool | str = False,
-    num_classes: int = 1000,
-    *,
-    features_only: bool = False,
-    out_indices: tuple[int, ...] = (0, 1, 2, 3),
-    frozen_stages: int = -1,
-    skip_head: bool | None = None,
-    cache_dir: str | None = None,
-) -> Res2Net:
-    """Build a registered Res2Net, optionally with weights.
-
-    :param name: a name from :func:`list_models`, e.g. ``"Res2Net50_vd_26w_4s"``.
-    :param pretrained: ``False`` (random init), ``True`` (the entry's published weights,
-        downloaded and cached), or a path to a ``.pdparams`` / ``.safetensors`` / ``.pth`` file.
-    :param num_classes: classifier outputs. With a 1000-class weight file and another
-        ``num_classes``, the backbone is loaded and the head left fresh (fine-tuning).
-    :param features_only: return multi-scale stage outputs instead of logits.
-    :param out_indices: stages returned in feature mode.
-    :param frozen_stages: freeze the stem and this many stages (-1: none).
-    :param skip_head: load weights without the classifier; default: only when
-        ``num_classes != 1000`` or ``features_only``.
-    :param cache_dir: weight cache folder for ``pretrained=True``.
-    :returns: the model, in eval mode when weights were loaded.
-    """
-    from res2net.models.res2net import Res2Net
-
-    entry = get_entry(name)
-    model = Res2Net(
-        entry.config,
-        num_classes=num_classes,
-        features_only=features_only,
-        out_indices=out_indices,
-        frozen_stages=frozen_stages,
-    )
-    if pretrained is False or pretrained is None:
-        return model
-    if skip_head is None:
-        skip_head = features_only or num_classes != 1000
-    if pretrained is True:
-        from res2net.weights.hub import fetch_weights
-
-        path = fetch_weights(name, cache_dir=cache_dir)
-    else:
-        path = pretrained
-    from res2net.weights.io import load_weights
-
-    load_weights(model, path, skip_head=skip_head)
-    return model.eval()
-
-
 def model_info(name: str) -> dict[str, Any]:
     """Facts about a registered model: counted params/GFLOPs, published figures, weights.
 
@@ -223,39 +152,18 @@ def model_info(name: str) -> dict[str, Any]:
         mismatch.append("gflops")
     if pub.params_m is not None and abs(pub.params_m * 1e6 - params) > 0.015 * params:
         mismatch.append("params_m")
-    cfg = entry.config
     return {
         "name": entry.name,
         "family": entry.family,
-        "flavour": cfg.flavour,
-        "architecture": {
-            "depth": cfg.depth,
-            "width": cfg.width,
-            "scales": cfg.scales,
-            "cardinality": cfg.cardinality,
-            "deep_stem": cfg.deep_stem,
-            "avg_down": cfg.avg_down,
-        },
+        "flavour": entry.config.flavour,
+        "architecture": {k: v for k, v in asdict(entry.config).items() if k != "flavour"},
         "params": params,
         "gflops": round(gflops, 3),
-        "published": {
-            "top1": pub.top1,
-            "top5": pub.top5,
-            "gflops": pub.gflops,
-            "params_m": pub.params_m,
-            "source": pub.source,
-        },
+        "published": asdict(pub),
         "mismatch": mismatch,
         "url": entry.url,
         "sha256": entry.sha256,
         "weight_format": entry.weight_format,
-        "preprocess": {
-            "resize_short": entry.preprocess.resize_short,
-            "crop": entry.preprocess.crop,
-            "interpolation": entry.preprocess.interpolation,
-            "mean": list(entry.preprocess.mean),
-            "std": list(entry.preprocess.std),
-            "style": entry.preprocess.style,
-        },
+        "preprocess": entry.preprocess.to_dict(),
         "notes": entry.notes,
     }

@@ -31,9 +31,9 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-
-from res2net.models.registry import ModelEntry, get_entry
+from typing import Protocol
 
 CACHE_ENV = "RES2NET_CACHE"
 MIRROR_ENV = "RES2NET_WEIGHTS_URL"
@@ -44,6 +44,16 @@ _TIMEOUT_S = 60
 
 class WeightDownloadError(RuntimeError):
     """Published weights could not be fetched or verified; the message says what to do."""
+
+
+class WeightSource(Protocol):
+    """Where published weights live (:class:`res2net.card.WeightSource` is one)."""
+
+    url: str
+    sha256: str | None  # pinned hash of the download, or None
+
+    @property
+    def format(self) -> str: ...
 
 
 def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -57,49 +67,53 @@ def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
     return Path(base).expanduser() / "res2net"
 
 
-def download_filename(name: str) -> str:
+def download_filename(name: str, source: WeightSource) -> str:
     """File name of ``name``'s download in the cache (and on a mirror): ``NAME.<format>``."""
-    entry = _entry_with_url(name)
-    return f"{entry.name}.{entry.weight_format}"
+    return f"{name}.{source.format}"
 
 
-def weight_url(name: str) -> str:
-    """Where ``name``'s weights are fetched from: the registry URL, or with
-    ``$RES2NET_WEIGHTS_URL`` set, ``<that prefix>/NAME.<format>`` (a mirror laid out like
-    the cache folder; ``file://`` prefixes work too)."""
-    entry = _entry_with_url(name)
+def weight_url(name: str, source: WeightSource) -> str:
+    """Where the weights are fetched from: ``source.url``, or with ``$RES2NET_WEIGHTS_URL``
+    set, ``<that prefix>/NAME.<format>`` (a mirror laid out like the cache folder;
+    ``file://`` prefixes work too)."""
     mirror = os.environ.get(MIRROR_ENV)
     if mirror:
-        return f"{mirror.rstrip('/')}/{download_filename(name)}"
-    return entry.url
+        return f"{mirror.rstrip('/')}/{download_filename(name, source)}"
+    return source.url
 
 
 def cached_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
     """The converted weight file of ``name`` if it is in the cache (not re-hashed), else None."""
-    path = resolve_cache_dir(cache_dir) / f"{get_entry(name).name}{CONVERTED_SUFFIX}"
+    path = resolve_cache_dir(cache_dir) / f"{name}{CONVERTED_SUFFIX}"
     return path if path.is_file() else None
 
 
 def fetch_weights(
-    name: str, cache_dir: str | os.PathLike | None = None, progress: bool = True
+    name: str,
+    source: WeightSource,
+    convert: Callable[[Path, Path], object],
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
 ) -> Path:
-    """The published weights of ``name`` as a verified ``.safetensors`` file in the cache.
+    """The weights at ``source`` as a verified ``.safetensors`` file in the cache.
 
     Uses the cached file when its hash matches the record; otherwise downloads (with a
     progress bar on stderr when ``progress``), checks, converts once and caches.
 
-    :param name: a registered model name.
+    :param name: the file stem in the cache (the registered name).
+    :param source: the download (:func:`res2net.builder.fetch_weights` takes just a name).
+    :param convert: ``convert(downloaded, converted)`` writes the converted file, raising
+        :class:`~res2net.weights.errors.WeightFileError` for a file that is not the weights.
     :param cache_dir: cache folder; default from :func:`resolve_cache_dir`.
     :param progress: show a download progress bar.
     :raises WeightDownloadError: network / HTTP error, truncated download, hash mismatch,
-        or a downloaded file that is not weights for ``name``. The message names the URL,
+        or a downloaded file that is not the weights. The message names the URL,
         the cache path where the file can be placed by hand, and ``pretrained="path"``.
     """
-    entry = _entry_with_url(name)
     folder = resolve_cache_dir(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    converted = folder / f"{entry.name}{CONVERTED_SUFFIX}"
-    record_path = folder / f"{entry.name}.json"
+    converted = folder / f"{name}{CONVERTED_SUFFIX}"
+    record_path = folder / f"{name}.json"
     record = _read_record(record_path)
     corrupt_note = ""
     if converted.is_file():
@@ -116,19 +130,20 @@ def fetch_weights(
         warnings.warn(f"{corrupt}; fetching it again", stacklevel=2)
         corrupt_note = f" ({corrupt})"
 
-    raw = folder / download_filename(name)
-    expected = entry.sha256 or record.get("source_sha256")
+    raw = folder / download_filename(name, source)
+    url = weight_url(name, source)
+    expected = source.sha256 or record.get("source_sha256")
     if raw.is_file():
         source_sha = _check_hand_placed(raw, expected, name)
     else:
-        source_sha = _download(weight_url(name), raw, expected, progress, name, corrupt_note)
-    _convert(raw, converted, name)
+        source_sha = _download(url, raw, expected, progress, name, corrupt_note)
+    _convert(raw, converted, name, convert)
     _write_record(
         record_path,
         {
-            "model": entry.name,
-            "url": entry.url,
-            "fetched_from": weight_url(name),
+            "model": name,
+            "url": source.url,
+            "fetched_from": url,
             "source_file": raw.name,
             "source_sha256": source_sha,
             "file": converted.name,
@@ -138,16 +153,6 @@ def fetch_weights(
     # The converted file carries the same weights; keeping both would double the disk use.
     raw.unlink()
     return converted
-
-
-def _entry_with_url(name: str) -> ModelEntry:
-    entry = get_entry(name)
-    if not entry.url:
-        raise WeightDownloadError(
-            f"{name} has no published weights; load a file with "
-            f"create_model({name!r}, pretrained='path/to/weights')"
-        )
-    return entry
 
 
 def _help(name: str, url: str, raw: Path) -> str:
@@ -231,11 +236,11 @@ def _check_hand_placed(raw: Path, expected: str | None, name: str) -> str:
     return digest
 
 
-def _convert(raw: Path, converted: Path, name: str) -> None:
-    from res2net.weights.io import WeightFileError, convert_weights
+def _convert(raw: Path, converted: Path, name: str, convert) -> None:
+    from res2net.weights.errors import WeightFileError
 
     try:
-        convert_weights(raw, converted, name)
+        convert(raw, converted)
     except WeightFileError as exc:
         raw.unlink(missing_ok=True)
         raise WeightDownloadError(

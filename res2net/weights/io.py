@@ -12,7 +12,8 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -174,46 +175,40 @@ def to_paddle_names(state: dict[str, Tensor], model: Res2Net) -> dict[str, Tenso
 
 
 @functools.cache
-def _signatures() -> list[tuple[str, frozenset, frozenset]]:
-    """(model name, our (key, shape) set, Paddle's (key, shape) set) per registered net."""
-    from res2net.models.registry import REGISTRY
-
-    seen: dict[Res2NetConfig, str] = {}
-    for name, entry in REGISTRY.items():
-        seen.setdefault(entry.config, name)
-    out = []
-    for config, name in seen.items():
-        with torch.device("meta"):
-            model = Res2Net(config)
-        ours = {(k, tuple(v.shape)) for k, v in model.state_dict().items()}
-        ours = {item for item in ours if not item[0].endswith("num_batches_tracked")}
-        paddle = {(n, tuple(model.state_dict()[k].shape)) for k, n in paddle_names(model).items()}
-        paddle = {(k, s[::-1]) if k == PADDLE_HEAD_WEIGHT else (k, s) for k, s in paddle}
-        out.append((name, frozenset(ours), frozenset(paddle)))
-    return out
+def _signature(config: Res2NetConfig) -> tuple[frozenset, frozenset]:
+    """(our (key, shape) set, Paddle's (key, shape) set) of a network of ``config``."""
+    with torch.device("meta"):
+        model = Res2Net(config)
+    ours = {(k, tuple(v.shape)) for k, v in model.state_dict().items()}
+    ours = {item for item in ours if not item[0].endswith("num_batches_tracked")}
+    paddle = {(n, tuple(model.state_dict()[k].shape)) for k, n in paddle_names(model).items()}
+    paddle = {(k, s[::-1]) if k == PADDLE_HEAD_WEIGHT else (k, s) for k, s in paddle}
+    return frozenset(ours), frozenset(paddle)
 
 
-def guess_model(state: dict[str, Tensor]) -> str | None:
-    """The registered architecture whose keys and shapes match ``state`` (head ignored).
+# A candidate architecture for :func:`guess_model`: (name, config, family), the family being
+# ``"paddleclas"`` (PaddleClas's key names) or ``"official"``.
+Candidate = tuple[str, Res2NetConfig, str]
 
-    PaddleClas-named files are matched to PaddleClas entries, others to the official ones.
+
+def guess_model(state: dict[str, Tensor], candidates: Sequence[Candidate]) -> str | None:
+    """The first of ``candidates`` whose keys and shapes match ``state`` (head ignored).
+
+    PaddleClas-named files are matched to PaddleClas entries first, others to official ones.
     """
 
     def body(sig):
         return {(k, s) for k, s in sig if not k.startswith(("fc.", "out."))}
 
-    from res2net.models.registry import get_entry
-
     found = body((k, tuple(v.shape)) for k, v in state.items() if "num_batches" not in k)
     paddle_named = is_paddle_naming(state)
-    matches = [
-        name
-        for name, ours, paddle in _signatures()
-        if found == body(paddle if paddle_named else ours)
-    ]
     family = "paddleclas" if paddle_named else "official"
-    matches.sort(key=lambda name: get_entry(name).family != family)
-    return matches[0] if matches else None
+    matches = [
+        (fam != family, name)
+        for name, config, fam in candidates
+        if found == body(_signature(config)[1 if paddle_named else 0])
+    ]
+    return min(matches, key=lambda m: m[0])[1] if matches else None
 
 
 # Keys shown per kind of mismatch: a wrong architecture misfits hundreds of keys, and the
@@ -227,7 +222,7 @@ def _first(keys: list[str], shown: int = SHOWN_KEYS) -> str:
 
 
 def _describe_mismatch(
-    path: Path, model: Res2Net, missing, unexpected, misshaped, raw_state, file_meta=None
+    path: Path, model: Res2Net, missing, unexpected, misshaped, raw_state, file_meta, candidates
 ) -> WeightFileError:
     lines = [
         f"{path}: weights do not fit this model ({_arch_name(model.config)}): "
@@ -237,12 +232,12 @@ def _describe_mismatch(
     if file_meta and "res2net_training" in file_meta:
         lines.append(
             "The file records the architecture it was trained with: build the model from the "
-            "file instead of naming one (Predictor(None, path), "
-            "res2net.engine.evaluate.model_from_weights(path); on the command line, leave out "
-            "--model)."
+            "file instead of naming one (res2net.build_model(res2net.load_card(path)), "
+            "Predictor(None, path); on the command line, leave out --model)."
         )
-    guess = guess_model(raw_state)
-    if guess is not None and not _same_shape(model.config, guess):
+    guess = guess_model(raw_state, candidates)
+    configs = {name: config for name, config, _ in candidates}
+    if guess is not None and replace(configs[guess], flavour=model.config.flavour) != model.config:
         lines.append(f"The file looks like weights for {guess}; build that model instead.")
     if misshaped:
         lines.append(f"Misshaped (file vs model), first {min(len(misshaped), SHOWN_KEYS)}:")
@@ -259,24 +254,26 @@ def _describe_mismatch(
     return WeightFileError("\n".join(lines))
 
 
-def _same_shape(config: Res2NetConfig, name: str) -> bool:
-    from res2net.models.registry import get_entry
-
-    return replace(get_entry(name).config, flavour=config.flavour) == config
-
-
 def _arch_name(config: Res2NetConfig) -> str:
     vd = "_vd" if config.deep_stem else ""
     return f"Res2Net{config.depth}{vd}_{config.width}w_{config.scales}s, {config.flavour} flavour"
 
 
-def load_weights(model: Res2Net, path: str | os.PathLike, *, skip_head: bool = False) -> LoadReport:
+def load_weights(
+    model: Res2Net,
+    path: str | os.PathLike,
+    *,
+    skip_head: bool = False,
+    candidates: Sequence[Candidate] = (),
+) -> LoadReport:
     """Load a ``.pdparams``, ``.safetensors`` or ``.pth`` file into ``model``, strictly.
 
     :param model: a :class:`Res2Net` of the file's architecture.
     :param path: the weight file; format is detected from its content.
     :param skip_head: leave the classifier as it is and ignore the file's (for fine-tuning
         with another ``num_classes``, or feature extraction). Skipped keys are reported.
+    :param candidates: architectures a mismatching file may be for, to name in the error
+        (:func:`res2net.builder.load_weights` passes the registry's).
     :raises WeightFileError: unreadable file, or any missing / unexpected / misshaped key
         (counted, the first few named, with the architecture the file looks like).
     """
@@ -300,7 +297,9 @@ def load_weights(model: Res2Net, path: str | os.PathLike, *, skip_head: bool = F
         if k in state and state[k].shape != target[k].shape
     ]
     if missing or unexpected or misshaped:
-        raise _describe_mismatch(path, model, missing, unexpected, misshaped, raw, file_meta)
+        raise _describe_mismatch(
+            path, model, missing, unexpected, misshaped, raw, file_meta, candidates
+        )
     with torch.no_grad():
         for key, value in state.items():
             target[key].copy_(value.to(target[key].dtype))
@@ -333,33 +332,26 @@ def save_safetensors(
 def convert_weights(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    model_name: str,
+    model: Res2Net,
+    name: str,
     *,
     naming: str = "res2net",
+    candidates: Sequence[Candidate] = (),
 ) -> Path:
-    """Convert a weight file for ``model_name`` to ``.safetensors``, checking it loads.
+    """Load ``src`` into ``model`` (strictly) and write the result as ``.safetensors``.
 
+    :param name: the model's registered name, for the file's metadata.
     :param naming: ``"res2net"`` (ours, = timm's keys) or ``"timm"`` (identical keys; the
-        metadata says so) for the output file.
+        metadata says so) for the output file. The name-level entry point, which checks
+        the flavour, is :func:`res2net.builder.convert_weights`.
     """
-    from res2net.models.registry import create_model, get_entry
-
-    entry = get_entry(model_name)
-    if naming == "timm" and entry.config.flavour != "official":
-        # timm computes the official flavour: these weights would load but compute wrongly.
-        raise ValueError(
-            f"--to timm needs an official-flavour model; {model_name} is PaddleClas's flavour, "
-            "which timm's networks do not compute (see README, 'Two flavours')"
-        )
-    model = create_model(model_name)
-    report = load_weights(model, src)
-    state = {k: v for k, v in model.state_dict().items()}
+    report = load_weights(model, src, candidates=candidates)
     metadata = {
         "format": "res2net" if naming == "res2net" else "pt",
-        "model": entry.name,
-        "flavour": entry.config.flavour,
+        "model": name,
+        "flavour": model.config.flavour,
         "source_format": report.format,
         "source": Path(src).name,
-        "config": json.dumps(entry.config.__dict__),
+        "config": json.dumps(asdict(model.config)),
     }
-    return save_safetensors(state, dst, metadata)
+    return save_safetensors(model.state_dict(), dst, metadata)

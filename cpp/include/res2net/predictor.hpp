@@ -36,7 +36,7 @@ class ImageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The eval preprocessing stored in the export's metadata (Python: registry.Preprocess).
+// The eval preprocessing stored in the export's metadata (Python: res2net.data.preprocess).
 struct Preprocess {
   int resize_short = 256;
   int crop = 224;

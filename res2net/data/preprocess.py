@@ -1,0 +1,92 @@
+"""What an image goes through before a model sees it, as plain data (no torch import).
+
+:class:`Preprocess` is part of every model card (:mod:`res2net.card`); the transforms that
+carry it out are in :mod:`res2net.data.transforms`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+# ImageNet's per-channel RGB mean and standard deviation on [0, 1] pixels, as PaddleClas's
+# NormalizeImage (ppcls/data/preprocess/ops/operators.py) and torchvision's models use them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+STYLES = ("paddle", "timm")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+_MAX_SIDE = 8192
+
+
+class PreprocessError(ValueError):
+    """A preprocessing record that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Eval preprocessing of a weight entry: resize the short side, center crop, normalize.
+
+    ``style`` says whose resize to reproduce: ``"paddle"`` (OpenCV bilinear on the short side,
+    as PaddleClas's ``ResizeImage``) or ``"timm"`` (PIL bilinear with antialiasing, as timm's
+    eval transform).
+    """
+
+    resize_short: int = 256
+    crop: int = 224
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    style: Literal["paddle", "timm"] = "paddle"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the fields above, ``mean``/``std`` as lists."""
+        out = asdict(self)
+        out["mean"], out["std"] = list(self.mean), list(self.std)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "preprocess") -> Preprocess:
+        """The inverse of :meth:`to_dict`, checked. Records written before ``interpolation``
+        was stored read as ``"bilinear"``, before ``style`` as ``"paddle"``.
+
+        :param where: how the record is named in errors (e.g. ``"card.preprocess"``).
+        :raises PreprocessError: naming the bad key and what it should be.
+        """
+        if not isinstance(data, dict):
+            raise PreprocessError(f"{where} must be an object, not {type(data).__name__}")
+        if unknown := sorted(set(data) - set(cls.__dataclass_fields__)):
+            raise PreprocessError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: "
+                f"{', '.join(cls.__dataclass_fields__)}"
+            )
+        for key in ("resize_short", "crop"):
+            value = data.get(key)
+            if type(value) is not int or not 1 <= value <= _MAX_SIDE:
+                raise PreprocessError(
+                    f"{where}.{key} = {value!r}: must be a whole number from 1 to {_MAX_SIDE}"
+                )
+        for key in ("mean", "std"):
+            values = data.get(key)
+            if not (
+                isinstance(values, (list, tuple))
+                and len(values) == 3
+                and all(type(v) in (int, float) for v in values)
+            ):
+                raise PreprocessError(f"{where}.{key} = {values!r}: must be a list of 3 numbers")
+        style = data.get("style", "paddle")
+        if style not in STYLES:
+            raise PreprocessError(f"{where}.style = {style!r}: must be one of {STYLES}")
+        interpolation = data.get("interpolation", "bilinear")
+        if interpolation not in INTERPOLATIONS:
+            raise PreprocessError(
+                f"{where}.interpolation = {interpolation!r}: must be one of {INTERPOLATIONS}"
+            )
+        return cls(
+            resize_short=data["resize_short"],
+            crop=data["crop"],
+            interpolation=interpolation,
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            style=style,
+        )
