@@ -91,9 +91,7 @@ def test_no_long_functions():
 @pytest.mark.parametrize("needle", ["tests/data", ".venv-ref"])
 def test_installed_code_reads_no_repository_files(needle):
     hits = [
-        str(path.relative_to(ROOT))
-        for path in PACKAGE.rglob("*.py")
-        if needle in path.read_text()
+        str(path.relative_to(ROOT)) for path in PACKAGE.rglob("*.py") if needle in path.read_text()
     ]
     assert not hits, f"installed code mentions {needle!r}: {hits}"
 
