@@ -277,5 +277,5 @@ def test_predictor_reads_architecture_from_training_export(tmp_path, photo_batch
         expected = torch.topk(net(x[None]).softmax(1), 2)
     assert pred.class_ids == expected.indices[0].tolist()
     assert pred.labels == [meta["classes"][i] for i in pred.class_ids]
-    with pytest.raises(ValueError, match="no --model given"):
+    with pytest.raises(ValueError, match="no model given: pass model= .* or weights="):
         Predictor(None, weights=None)

@@ -44,8 +44,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         # Library errors are written to be read by a person: show them without a traceback.
-        print(f"res2net {args.command}: error: {exc}{_flag_hint(exc)}", file=sys.stderr)
+        print(f"res2net {args.command}: error: {_in_flags(exc)}", file=sys.stderr)
         return 2
+
+
+def _in_flags(exc: Exception) -> str:
+    """A library error in the command line's words: the library names Python arguments."""
+    predictor = sys.modules.get("res2net.deploy.predictor")  # not imported: not its error
+    if predictor is not None and isinstance(exc, predictor.NoModelError):
+        return (
+            "no --model given: name a registered model, or pass --weights with a .safetensors "
+            "file written by `res2net train` (it records its architecture)"
+        )
+    return f"{exc}{_flag_hint(exc)}"
 
 
 def _flag_hint(exc: Exception) -> str:

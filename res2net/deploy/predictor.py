@@ -94,15 +94,18 @@ def load_training_export(weights) -> tuple[Any, Preprocess, str, list[str] | Non
     return network, card.preprocess, card.name or "trained", labels
 
 
+class NoModelError(ValueError):
+    """Neither a registered model name nor a training export that records its own."""
+
+
 def _training_export(weights) -> tuple[Any, ModelCard]:
     from res2net.card import read_training_metadata
     from res2net.engine.evaluate import model_from_weights
 
     if not weights or weights is True or not read_training_metadata(weights):
-        # The CLI's words: its --model is the model argument, --weights the weights one.
-        raise ValueError(
-            "no --model given: name a registered model, or pass --weights with a .safetensors "
-            "file written by `res2net train` (it records its architecture)"
+        raise NoModelError(
+            "no model given: pass model= a registered name, or weights= a .safetensors file "
+            "written by `res2net train` (it records its architecture)"
         )
     return model_from_weights(weights)
 
