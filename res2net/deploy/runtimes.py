@@ -202,6 +202,11 @@ class CompileRuntime(FusedRuntime):
     def __init__(self, model: nn.Module, device: str = "cpu", *, precision: str = "fp32") -> None:
         super().__init__(model, device, precision=precision)
         # dynamic=False: one specialised graph per input shape, the fastest for fixed crops.
+        # Dynamo counts those graphs per code object (Res2Net.forward, shared by every
+        # network) and runs eager past its limit (8 by default): a bench of two models at
+        # three batch sizes and two precisions passes it, and its "compile" rows were eager.
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, 64)
         self.model = torch.compile(self.model, dynamic=False)
 
 
