@@ -1,9 +1,11 @@
 """Hostile requests to the server: 4xx naming the field (never 500 or gRPC UNKNOWN), slow
-connections closed, a decoding budget, and an upload page that escapes what it shows."""
+connections closed, bodies counted as they arrive, byte budgets for decoding and for bodies
+in flight, and an upload page that escapes what it shows."""
 
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -57,7 +59,7 @@ def served():
     fake = FakePredictor()
     config = ServeConfig(
         port=0, grpc_port=0, max_delay_ms=1, timeout_s=5, header_timeout_s=1.0,
-        decode_pixels=20_000_000, retry_after_s=3,
+        body_timeout_s=1.0, max_body_bytes=2**20, decode_bytes=20_000_000 * 9, retry_after_s=3,
     )  # fmt: skip
     running = start_server(ModelService(fake, config))
     yield running, fake
@@ -102,6 +104,9 @@ MALFORMED = {
     "null data": (json.dumps({"inputs": [_tensor(data=[None] * len(ZEROS))]}), None, "'data'"),
     "bool shape": (json.dumps({"inputs": [_tensor(shape=[True, 3, SIZE, SIZE], data=ZEROS)]}),
                    None, "shape"),
+    # Past Python's 4,300-digit limit on int() (which raised ValueError: a 500).
+    "5000-digit length": (json.dumps({"inputs": [_tensor(data=ZEROS)]}), "1" * 5000,
+                          HEADER_LENGTH),
 }  # fmt: skip
 
 
@@ -186,6 +191,142 @@ def test_decoding_counts_inside_the_timeout(served):
     fake.gate.set()
     assert response.status_code == 504, response.text
     assert time.monotonic() - began < 60  # answered at the 5 s timeout, not after the gate
+
+
+# -- request bodies: counted as they arrive, timed, and within the in-flight budget -------
+
+
+def _address(running) -> tuple[str, int]:
+    host, port = running.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict]:
+    """Read a whole response (the server closes the connection after it): status, body."""
+    sock.settimeout(30)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower(), head
+    return int(head.split()[1]), json.loads(body)
+
+
+def _send_chunked(running, extra_headers: str, total: int) -> tuple[int, int, dict]:
+    """POST a chunked body of up to ``total`` bytes to /v1/classify, 64 KiB at a time,
+    stopping as soon as the server answers; returns (bytes sent, status, JSON body)."""
+    sock = socket.create_connection(_address(running))
+    head = "POST /v1/classify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    sock.sendall(f"{head}{extra_headers}\r\n".encode())
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    sent = 0
+    try:
+        while sent < total and not select.select([sock], [], [], 0)[0]:
+            sock.sendall(chunk)
+            sent += 65536
+        if sent >= total:
+            sock.sendall(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered and closed: the answer is waiting to be read
+    with sock:
+        status, body = _answer(sock)
+    return sent, status, body
+
+
+def test_content_length_beside_chunked_is_refused_before_the_body(served):
+    """Content-Length: 2 with Transfer-Encoding: chunked used to pass the length check,
+    then the whole chunked body was read (1,000 MB: +2 GB) before a 400."""
+    running, _ = served
+    total = 64 * 2**20
+    sent, status, body = _send_chunked(running, "Content-Length: 2\r\n", total)
+    assert status == 400 and "Transfer-Encoding" in body["error"], body
+    assert sent < total
+
+
+def test_chunked_body_is_counted_against_the_limit_as_it_arrives(served):
+    running, _ = served
+    total = 64 * 2**20  # the limit is 1 MiB
+    sent, status, body = _send_chunked(running, "", total)
+    assert status == 413 and "exceeds the limit of 1048576 bytes" in body["error"], body
+    assert sent < total
+    assert httpx.get(running.url + "/v2/health/live", timeout=30).status_code == 200
+
+
+def test_content_length_of_thousands_of_digits_is_400(served):
+    running, _ = served
+    with socket.create_connection(_address(running)) as sock:
+        sock.sendall(f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: {'9' * 5000}"
+                     "\r\n\r\n".encode())  # fmt: skip
+        sock.settimeout(30)
+        assert sock.recv(100).startswith(b"HTTP/1.1 400"), "not refused as a bad request"
+
+
+def test_slow_bodies_get_408_and_are_closed(served):
+    """Connections whose body stalls after its headers were held without end; with a 1 s
+    body timeout each is answered 408 and closed, and the server keeps serving."""
+    running, _ = served
+    slow = []
+    for _ in range(5):
+        sock = socket.create_connection(_address(running))
+        sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+                     + b"x" * 10)  # fmt: skip
+        slow.append(sock)
+    for sock in slow:
+        with sock:
+            status, body = _answer(sock)  # the server closes: recv ends instead of waiting
+        assert status == 408 and "did not arrive within 1 s" in body["error"], body
+    assert httpx.get(running.url + "/v2/health/live", timeout=30).status_code == 200
+
+
+def _noise_png(side: int) -> bytes:
+    buf = BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (side, side), dtype=np.uint8)
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_rest_and_grpc_share_one_in_flight_byte_budget():
+    """A classify upload held in decoding keeps its body's bytes reserved: a JSON request
+    on REST and a raw-tensor request on gRPC, each of which fits the budget alone, get 503
+    (UNAVAILABLE) with Retry-After beside it, and succeed once it is answered."""
+    fake = FakePredictor()
+    upload = _noise_png(300)  # ~90 KB: 270 KB of the budget at the binary rate
+    config = ServeConfig(port=0, grpc_port=0, max_delay_ms=1, inflight_bytes=400_000,
+                         retry_after_s=7)  # fmt: skip
+    running = start_server(ModelService(fake, config))
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.grpc_port}")
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    request = pb.ModelInferRequest(model_name=HOSTILE_NAME)  # 8 images, ~200 KB reserved
+    request.inputs.add(name="input", datatype="FP32", shape=[8, 3, SIZE, SIZE])
+    request.raw_input_contents.append(np.zeros((8, 3, SIZE, SIZE), "<f4").tobytes())
+    json_body = json.dumps({"inputs": [_tensor(data=ZEROS)]}).encode()  # ~220 KB reserved
+    try:
+        fake.gate.clear()
+        first: dict = {}
+        thread = threading.Thread(
+            target=lambda: first.update(
+                r=httpx.post(running.url + "/v1/classify", content=upload, timeout=60)
+            )
+        )
+        thread.start()
+        assert fake.decoding.wait(30)
+        refused = httpx.post(_infer_url(running), content=json_body, timeout=30)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "7"
+        assert "request bodies in flight" in refused.json()["error"]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ModelInfer(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert ("retry-after", "7") in err.value.trailing_metadata()
+        fake.gate.set()
+        thread.join(60)
+        assert first["r"].status_code == 200, first["r"].text
+        assert httpx.post(_infer_url(running), content=json_body, timeout=30).status_code == 200
+        assert len(stub.ModelInfer(request, timeout=30).raw_output_contents) == 2
+        assert running.service.inflight.used == 0
+    finally:
+        fake.gate.set()
+        channel.close()
+        running.stop()
 
 
 # -- property-based fuzzing of the parsers (no server needed) -----------------------------
@@ -278,7 +419,7 @@ class Model:
         return preprocess(blob, self.preprocess_cfg)
 
 config = ServeConfig(
-    port=0, grpc_port=None, decode_pixels=int(sys.argv[1]), decode_threads=8, timeout_s=120
+    port=0, grpc_port=None, decode_bytes=int(sys.argv[1]) * 9, decode_threads=8, timeout_s=120
 )
 running = start_server(ModelService(Model(), config))
 buf = BytesIO()
