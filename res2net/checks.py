@@ -29,7 +29,7 @@ def check_number(
     """
     kind = numbers.Integral if integer else numbers.Real
     valid = isinstance(value, kind) and not isinstance(value, bool)
-    if valid:
+    if valid and not isinstance(value, numbers.Integral):  # ints past 1e308 are finite too
         valid = math.isfinite(value)  # type: ignore[arg-type]
     if valid and low is not None:
         valid = value >= low if low_inclusive else value > low  # type: ignore[operator]

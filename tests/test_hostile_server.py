@@ -193,6 +193,36 @@ def test_decoding_counts_inside_the_timeout(served):
     assert time.monotonic() - began < 60  # answered at the 5 s timeout, not after the gate
 
 
+BAD_CONFIGS = {
+    "max_delay_ms": [float("nan"), float("inf"), -1.0],
+    "timeout_s": [float("inf"), 0.0, -1.0],
+    "port": [65536, -1, 80.0, True],
+    "grpc_port": [99999],
+    "max_body_bytes": [0, 2.5],
+    "inflight_bytes": [0],
+    "body_timeout_s": [float("nan"), 0.0],
+    "header_timeout_s": [float("inf")],
+    "max_batch_size": [0],
+    "workers": [0],
+    "decode_bytes": [-5],
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [(f, v) for f, values in BAD_CONFIGS.items() for v in values]
+)
+def test_serve_config_refuses_numbers_out_of_range(field, value):
+    """A ServeConfig with nan, inf or an out-of-range number fails where it is built, naming
+    the field (max_delay_ms=nan used to start a server that never became ready)."""
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        ServeConfig(**{field: value})
+
+
+def test_serve_config_refuses_an_api_key_no_client_can_send():
+    with pytest.raises(ValueError, match="api_key must be printable ASCII"):
+        ServeConfig(api_key="s\u00e9kret")
+
+
 # -- request bodies: counted as they arrive, timed, and within the in-flight budget -------
 
 
