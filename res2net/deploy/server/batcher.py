@@ -141,7 +141,10 @@ class DynamicBatcher:
 
     def _run(self, items: list[_Item]) -> None:
         try:
-            batch = np.concatenate([it.images for it in items])
+            # A lone request runs on its own array: a copy would double its memory.
+            batch = (
+                items[0].images if len(items) == 1 else np.concatenate([it.images for it in items])
+            )
             outputs = []
             for start in range(0, len(batch), self.max_batch_size):
                 chunk = batch[start : start + self.max_batch_size]

@@ -33,9 +33,10 @@ STATUS_TO_CODE = {
 }
 # Probes stay reachable without the API key, as on REST.
 OPEN_METHODS = {"ServerLive", "ServerReady"}
-# What an inference request costs while it is handled, per byte of its message: the
-# message itself (gRPC has read it before the servicer runs) and the input array.
-GRPC_BYTE_COST = 2
+# What an inference request costs while it is handled, per byte of its message (measured
+# with ru_maxrss): gRPC's received bytes and the parsed message (both held before the
+# servicer runs), the input array and its copy in the batch.
+GRPC_BYTE_COST = 4
 
 
 def _rpc(method: Callable) -> Callable:

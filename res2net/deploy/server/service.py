@@ -56,7 +56,7 @@ class ServeConfig:
     decode_bytes: int = 900_000_000
     decode_threads: int = 2
     # Request bodies in flight, REST and gRPC together: their estimated peak bytes while they
-    # are read and parsed (see rest.body_cost, grpc_api.GRPC_COST). 503 when full.
+    # are read and parsed (see rest.body_cost, grpc_api.GRPC_BYTE_COST). 503 when full.
     inflight_bytes: int = 2**30
     # Connections that have not sent a request's headers within this many seconds are closed;
     # a request whose body has not fully arrived this long after its headers gets 408.
