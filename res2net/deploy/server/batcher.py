@@ -141,10 +141,7 @@ class DynamicBatcher:
 
     def _run(self, items: list[_Item]) -> None:
         try:
-            # A lone request runs on its own array: a copy would double its memory.
-            batch = (
-                items[0].images if len(items) == 1 else np.concatenate([it.images for it in items])
-            )
+            batch = _joined([it.images for it in items])
             outputs = []
             for start in range(0, len(batch), self.max_batch_size):
                 chunk = batch[start : start + self.max_batch_size]
@@ -161,3 +158,12 @@ class DynamicBatcher:
         for it in items:
             it.future.set_result(result[offset : offset + len(it.images)])
             offset += len(it.images)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """One batch of the requests' arrays. A lone request's writable array is used as it is
+    (a copy would double its memory); read-only ones (views of a received body) are copied,
+    as runtimes such as ``torch.from_numpy`` expect to own writable memory."""
+    if len(arrays) == 1 and arrays[0].flags.writeable and arrays[0].flags.c_contiguous:
+        return arrays[0]
+    return np.concatenate(arrays)
