@@ -218,6 +218,14 @@ def test_serve_config_refuses_numbers_out_of_range(field, value):
         ServeConfig(**{field: value})
 
 
+@pytest.mark.parametrize("delay", [float("nan"), float("inf"), -0.5])
+def test_batcher_refuses_a_delay_it_cannot_wait(delay):
+    from res2net.deploy.server.batcher import DynamicBatcher
+
+    with pytest.raises(ValueError, match="^max_delay_s must be"):
+        DynamicBatcher(lambda batch: batch, max_delay_s=delay)
+
+
 def test_serve_config_refuses_an_api_key_no_client_can_send():
     with pytest.raises(ValueError, match="api_key must be printable ASCII"):
         ServeConfig(api_key="s\u00e9kret")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from res2net.checks import check_number
+
 BatchFn = Callable[[np.ndarray], np.ndarray]
 # Called after each model call with (images in the batch, seconds the call took).
 BatchObserver = Callable[[int, float], None]
@@ -60,11 +62,12 @@ class DynamicBatcher:
         workers: int = 1,
         on_batch: BatchObserver | None = None,
     ) -> None:
-        if max_batch_size < 1 or max_queue < 1 or workers < 1 or max_delay_s < 0:
-            raise ValueError(
-                "max_batch_size, max_queue and workers must be >= 1 and max_delay >= 0; got "
-                f"{max_batch_size}, {max_queue}, {workers}, {max_delay_s}"
-            )
+        for name, value in (
+            ("max_batch_size", max_batch_size), ("max_queue", max_queue), ("workers", workers)
+        ):  # fmt: skip
+            check_number(name, value, low=1, integer=True)
+        # A minute at most: nan or inf made the first worker fail and the server never ready.
+        check_number("max_delay_s", max_delay_s, low=0, high=60)
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
