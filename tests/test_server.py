@@ -512,3 +512,26 @@ def test_cli_refuses_a_bad_weight_file(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and "bad.safetensors" in proc.stderr
+
+
+BAD_FLAGS = [
+    "--max-body-mb inf", "--max-body-mb -1", "--max-body-mb nan", "--timeout inf",
+    "--timeout -1", "--port 99999", "--port -1", "--grpc-port 70000", "--max-delay-ms nan",
+    "--max-delay-ms inf", "--max-batch-size 0", "--max-queue 0", "--workers 0",
+    "--api-key s\u00e9kret",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("flags", BAD_FLAGS)
+def test_cli_refuses_out_of_range_numbers_before_loading(flags):
+    """Issue 25: `--max-delay-ms nan` never became ready (inf: also a traceback), `--port
+    99999` and `--timeout inf` were tracebacks, `--max-body-mb -1` started and then refused
+    every request. Each is now one line naming the flag, exit 2, before the model loads."""
+    flag, value = flags.split(" ")
+    proc = subprocess.run(
+        [sys.executable, "-m", "res2net", "serve", "--model", MODEL, flag, value],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("res2net serve: error: " + flag), lines

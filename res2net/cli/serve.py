@@ -5,10 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from res2net.cli.helpfmt import HelpFormatter
 
+if TYPE_CHECKING:
+    from res2net.deploy.server import ServeConfig
+
 API_KEY_ENV = "RES2NET_API_KEY"
+# ServeConfig's fields as this command's flags: its errors begin with the field's name.
+FLAGS = {
+    "port": "--port", "grpc_port": "--grpc-port", "max_batch_size": "--max-batch-size",
+    "max_delay_ms": "--max-delay-ms", "max_queue": "--max-queue", "workers": "--workers",
+    "timeout_s": "--timeout", "max_body_bytes": "--max-body-mb", "api_key": "--api-key",
+}  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,21 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; returns 0 after a graceful shutdown."""
-    from res2net.deploy.server import ServeConfig, build_service, serve
+    config = server_config(args)  # every flag checked before anything loads
+    from res2net.deploy.server import build_service, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    config = ServeConfig(
-        host=args.host,
-        port=args.port,
-        grpc_port=None if args.no_grpc else args.grpc_port,
-        max_batch_size=args.max_batch_size,
-        max_delay_ms=args.max_delay_ms,
-        max_queue=args.max_queue,
-        workers=args.workers,
-        timeout_s=args.timeout,
-        max_body_bytes=int(args.max_body_mb * 2**20),
-        api_key=args.api_key or None,
-    )
     weights = True if args.pretrained else args.weights
     service = build_service(
         args.model,
@@ -105,3 +104,34 @@ def run(args: argparse.Namespace) -> int:
     )
     serve(service, log_level=args.log_level)
     return 0
+
+
+def server_config(args: argparse.Namespace) -> ServeConfig:
+    """The :class:`ServeConfig` of the flags.
+
+    :raises ValueError: naming the flag (not the config field) that is out of range.
+    """
+    from res2net.checks import check_number
+    from res2net.deploy.server import ServeConfig
+
+    # MiB -> bytes would overflow on inf and lose the flag's own words: checked as given.
+    body_mb = check_number("--max-body-mb", args.max_body_mb, low=0, high=2**20,
+                           low_inclusive=False)  # fmt: skip
+    try:
+        return ServeConfig(
+            host=args.host,
+            port=args.port,
+            grpc_port=None if args.no_grpc else args.grpc_port,
+            max_batch_size=args.max_batch_size,
+            max_delay_ms=args.max_delay_ms,
+            max_queue=args.max_queue,
+            workers=args.workers,
+            timeout_s=args.timeout,
+            max_body_bytes=max(1, int(body_mb * 2**20)),
+            api_key=args.api_key or None,
+        )
+    except ValueError as exc:
+        field, _, rest = str(exc).partition(" ")
+        if field not in FLAGS:
+            raise
+        raise ValueError(f"{FLAGS[field]} {rest}") from None

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from res2net.checks import check_number
+
 BatchFn = Callable[[np.ndarray], np.ndarray]
 # Called after each model call with (images in the batch, seconds the call took).
 BatchObserver = Callable[[int, float], None]
@@ -60,11 +62,12 @@ class DynamicBatcher:
         workers: int = 1,
         on_batch: BatchObserver | None = None,
     ) -> None:
-        if max_batch_size < 1 or max_queue < 1 or workers < 1 or max_delay_s < 0:
-            raise ValueError(
-                "max_batch_size, max_queue and workers must be >= 1 and max_delay >= 0; got "
-                f"{max_batch_size}, {max_queue}, {workers}, {max_delay_s}"
-            )
+        for name, value in (
+            ("max_batch_size", max_batch_size), ("max_queue", max_queue), ("workers", workers)
+        ):  # fmt: skip
+            check_number(name, value, low=1, integer=True)
+        # A minute at most: nan or inf made the first worker fail and the server never ready.
+        check_number("max_delay_s", max_delay_s, low=0, high=60)
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
@@ -141,7 +144,7 @@ class DynamicBatcher:
 
     def _run(self, items: list[_Item]) -> None:
         try:
-            batch = np.concatenate([it.images for it in items])
+            batch = _joined([it.images for it in items])
             outputs = []
             for start in range(0, len(batch), self.max_batch_size):
                 chunk = batch[start : start + self.max_batch_size]
@@ -158,3 +161,12 @@ class DynamicBatcher:
         for it in items:
             it.future.set_result(result[offset : offset + len(it.images)])
             offset += len(it.images)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """One batch of the requests' arrays. A lone request's writable array is used as it is
+    (a copy would double its memory); read-only ones (views of a received body) are copied,
+    as runtimes such as ``torch.from_numpy`` expect to own writable memory."""
+    if len(arrays) == 1 and arrays[0].flags.writeable and arrays[0].flags.c_contiguous:
+        return arrays[0]
+    return np.concatenate(arrays)

@@ -33,6 +33,10 @@ STATUS_TO_CODE = {
 }
 # Probes stay reachable without the API key, as on REST.
 OPEN_METHODS = {"ServerLive", "ServerReady"}
+# What an inference request costs while it is handled, per byte of its message (measured
+# with ru_maxrss): gRPC's received bytes and the parsed message (both held before the
+# servicer runs), the input array and its copy in the batch.
+GRPC_BYTE_COST = 4
 
 
 def _rpc(method: Callable) -> Callable:
@@ -113,9 +117,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request, context):  # noqa: N802
         service = self.service
         service.check_model(request.model_name, request.model_version)
-        images = _input_tensor(request, service.image_size)
-        requested = [o.name for o in request.outputs]
-        results = service.outputs_for(service.logits_blocking(images), requested)
+        # The same in-flight byte budget as REST's bodies: concurrent large messages on
+        # both protocols together cannot go past it.
+        with service.inflight.hold(request.ByteSize() * GRPC_BYTE_COST):
+            images = _input_tensor(request, service.image_size)
+            requested = [o.name for o in request.outputs]
+            results = service.outputs_for(service.logits_blocking(images), requested)
         response = pb.ModelInferResponse(
             model_name=service.name, model_version=MODEL_VERSION, id=request.id
         )
@@ -137,15 +144,15 @@ def _input_tensor(request, image_size: int) -> np.ndarray:
         if len(request.raw_input_contents) != 1:
             raise ServeError(400, "raw_input_contents must hold one entry per input (one)")
         raw = request.raw_input_contents[0]
-    data = list(tensor.contents.fp32_contents) if raw is None else None
+    data = None
+    values = tensor.contents.fp32_contents
+    if raw is None and len(values):
+        # Straight into float32: a list would hold a Python float (32 bytes) per value.
+        data = np.fromiter(values, np.float32, count=len(values))
     return decode_tensor(
-        tensor.name,
-        tensor.datatype,
-        list(tensor.shape),
-        raw=raw,
-        data=data or None,
+        tensor.name, tensor.datatype, list(tensor.shape), raw=raw, data=data,
         image_size=image_size,
-    )
+    )  # fmt: skip
 
 
 def create_grpc_server(service: ModelService, host: str, port: int) -> tuple[grpc.Server, int]:

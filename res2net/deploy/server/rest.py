@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from res2net.deploy.server.budget import ByteBudget
 from res2net.deploy.server.page import render_page
 from res2net.deploy.server.service import MODEL_VERSION, ModelService, ServeError, decode_tensor
 
@@ -30,18 +32,57 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 OPEN_PATHS = {"/v2/health/live", "/v2/health/ready", "/metrics", "/"}
 
 
-def error_response(status: int, message: str, retry_after: int | None = None) -> JSONResponse:
-    """The protocol's error body, with Retry-After on 503."""
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+# What a request body costs the server while it is read and parsed, per byte received
+# (measured with ru_maxrss): JSON of short numbers ("1.5,") becomes a list of Python floats,
+# then arrays, about 14 bytes per byte in all; binary tensors and encoded images are held
+# as received chunks, the joined body and a batch copy.
+JSON_BYTE_COST = 14
+BINARY_BYTE_COST = 3
+# 18 digits hold any body size a server could accept and stay clear of Python's limit on
+# the digits int() converts (4,300, CVE-2020-10735).
+MAX_LENGTH_DIGITS = 18
+
+
+def error_response(
+    status: int, message: str, retry_after: int | None = None, *, close: bool = False
+) -> JSONResponse:
+    """The protocol's error body, with Retry-After on 503 and ``Connection: close`` when the
+    request's body was left unread."""
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    if close:
+        headers["Connection"] = "close"
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class GuardMiddleware:
-    """API key, request body limit and metrics for every HTTP request.
+def parse_length(text: str) -> int | None:
+    """A decimal byte count from a header, or ``None`` when it is not one (ASCII digits
+    only: ``str.isdigit`` also accepts other scripts' digits and superscripts)."""
+    if not (0 < len(text) <= MAX_LENGTH_DIGITS and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
-    The body limit is checked on the Content-Length header before the body is read; bodies
-    without one (chunked uploads) are refused with 411, so no request can stream an
-    unbounded body into memory.
+
+def body_cost(path: str, headers: dict[str, str], received: int) -> int:
+    """Estimated peak bytes of handling ``received`` bytes of a request body to ``path``:
+    an inference request's JSON header (all of it without the binary extension) at the
+    JSON rate, everything else at the binary rate."""
+    if not path.endswith("/infer"):
+        return received * BINARY_BYTE_COST
+    declared = parse_length(headers.get(HEADER_LENGTH.lower(), ""))
+    json_bytes = received if declared is None else min(received, declared)
+    return json_bytes * JSON_BYTE_COST + (received - json_bytes) * BINARY_BYTE_COST
+
+
+class GuardMiddleware:
+    """API key, request body limits and metrics for every HTTP request.
+
+    A body is counted as it arrives, whether its length was declared (Content-Length) or
+    not (chunked): against the body limit (413), the server's in-flight byte budget shared
+    with gRPC (503 with Retry-After) and the body timeout (408). A declared length is
+    checked before any of the body is read. A request that declares both a Content-Length
+    and a Transfer-Encoding is refused (400): HTTP/1.1 lets the Transfer-Encoding win, but
+    RFC 9112 section 6.3 calls such a message a likely smuggling attempt that a server may
+    reject, and a length check on one header would be bypassed by the other.
     """
 
     def __init__(self, app: ASGIApp, service: ModelService) -> None:
@@ -60,12 +101,8 @@ class GuardMiddleware:
                 status["code"] = message["status"]
             await send(message)
 
-        refusal = self._refusal(scope)
         try:
-            if refusal is not None:
-                await refusal(scope, receive, send_recording)
-            else:
-                await self.app(scope, receive, send_recording)
+            await self._guarded(scope, receive, send_recording)
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
@@ -73,28 +110,133 @@ class GuardMiddleware:
                 "rest", endpoint, str(status["code"]), time.perf_counter() - began
             )
 
-    def _refusal(self, scope: Scope) -> JSONResponse | None:
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            self._check_key(scope, headers)
+            reader = self._body_reader(scope, headers, receive)
+        except ServeError as exc:
+            response = error_response(exc.status, exc.message, exc.retry_after, close=exc.close)
+            await response(scope, receive, send)
+            return
+        if reader is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, reader, send)
+        finally:
+            reader.release()
+
+    def _check_key(self, scope: Scope, headers: dict[str, str]) -> None:
+        api_key = self.service.config.api_key
+        if not api_key or scope["path"] in OPEN_PATHS:
+            return
+        given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise ServeError(401, "missing or wrong API key: send it in X-API-Key")
+
+    def _body_reader(
+        self, scope: Scope, headers: dict[str, str], receive: Receive
+    ) -> BodyReader | None:
+        """The counting reader of a request with a body (None for one without)."""
         config = self.service.config
-        if config.api_key and scope["path"] not in OPEN_PATHS:
-            given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix(
-                "Bearer "
+        length_text = headers.get("content-length")
+        chunked = "transfer-encoding" in headers
+        if length_text is None and not chunked:
+            return None
+        if length_text is not None and chunked:
+            raise ServeError(
+                400,
+                "the request has both Content-Length and Transfer-Encoding; send one",
+                close=True,
             )
-            if not hmac.compare_digest(given.encode(), config.api_key.encode()):
-                return error_response(401, "missing or wrong API key: send it in X-API-Key")
-        if scope["method"] in ("POST", "PUT", "PATCH"):
-            length = headers.get("content-length")
-            if length is None:
-                return error_response(411, "send a Content-Length header (chunked bodies refused)")
-            if not (length.isascii() and length.isdigit()):
-                return error_response(400, f"invalid Content-Length {length!r}")
-            if int(length) > config.max_body_bytes:
-                return error_response(
-                    413,
-                    f"request body of {int(length)} bytes exceeds the limit of "
-                    f"{config.max_body_bytes} bytes (--max-body-mb); send fewer images per request",
-                )
-        return None
+        declared = None if length_text is None else parse_length(length_text)
+        if length_text is not None and declared is None:
+            raise ServeError(400, f"invalid Content-Length {length_text!r:.40}", close=True)
+        if declared is not None and declared > config.max_body_bytes:
+            raise _too_large(declared, config.max_body_bytes)
+        path = scope["path"]
+        reader = BodyReader(
+            receive,
+            self.service.inflight,
+            cost=lambda received: body_cost(path, headers, received),
+            limit=config.max_body_bytes,
+            timeout_s=config.body_timeout_s,
+        )
+        reader.charge(declared or 0)
+        return reader
+
+
+def _too_large(size: int, limit: int) -> ServeError:
+    return ServeError(
+        413,
+        f"request body of {size} bytes exceeds the limit of {limit} bytes (--max-body-mb); "
+        "send fewer images per request",
+        close=True,
+    )
+
+
+class BodyReader:
+    """An ASGI ``receive`` that counts the body as it arrives.
+
+    Each part is charged to the in-flight ``budget`` before the application sees it (the
+    reservation only grows, up to the declared length's cost first), and the whole body
+    must arrive within ``timeout_s`` of the request's headers. Once the body is complete,
+    ``receive`` is passed through untouched (it then only reports a disconnect).
+    """
+
+    def __init__(
+        self,
+        receive: Receive,
+        budget: ByteBudget,
+        *,
+        cost: Callable[[int], int],
+        limit: int,
+        timeout_s: float,
+    ) -> None:
+        self._receive = receive
+        self._budget = budget
+        self._cost = cost
+        self._limit = limit
+        self._timeout_s = timeout_s
+        self._deadline = asyncio.get_running_loop().time() + timeout_s
+        self._received = 0
+        self._reserved = 0
+        self._complete = False
+
+    async def __call__(self) -> Message:
+        if self._complete:
+            return await self._receive()
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        try:
+            message = await asyncio.wait_for(self._receive(), max(remaining, 0.001))
+        except asyncio.TimeoutError:
+            raise ServeError(
+                408,
+                f"the request body did not arrive within {self._timeout_s:g} s of its headers",
+                close=True,
+            ) from None
+        if message["type"] != "http.request":
+            self._complete = True
+            return message
+        self._received += len(message.get("body", b""))
+        if self._received > self._limit:
+            raise _too_large(self._received, self._limit)
+        self.charge(self._received)
+        self._complete = not message.get("more_body", False)
+        return message
+
+    def charge(self, received: int) -> None:
+        """Reserve the cost of ``received`` body bytes, beyond what is reserved already."""
+        more = self._cost(received) - self._reserved
+        if more > 0:
+            self._budget.reserve(more, close=True)
+            self._reserved += more
+
+    def release(self) -> None:
+        """Give the reservation back (the request has been answered)."""
+        self._budget.release(self._reserved)
+        self._reserved = 0
 
 
 def create_app(service: ModelService) -> FastAPI:
@@ -103,7 +245,7 @@ def create_app(service: ModelService) -> FastAPI:
 
     @app.exception_handler(ServeError)
     async def _serve_error(_: Request, exc: ServeError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.retry_after)
+        return error_response(exc.status, exc.message, exc.retry_after, close=exc.close)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -176,10 +318,10 @@ def _parse_infer_body(
 def _split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     """The JSON header and the binary tensor data that follows it (if any)."""
     if header_length is not None:
-        valid = header_length.isascii() and header_length.isdigit()
-        if not valid or int(header_length) > len(body):
-            raise ServeError(400, f"{HEADER_LENGTH} {header_length!r} does not fit the body")
-        text, binary = body[: int(header_length)], body[int(header_length) :]
+        length = parse_length(header_length)
+        if length is None or length > len(body):
+            raise ServeError(400, f"{HEADER_LENGTH} {header_length!r:.40} does not fit the body")
+        text, binary = body[:length], body[length:]
     else:
         text, binary = body, b""
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
@@ -20,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from res2net import __version__
+from res2net.checks import check_number
 from res2net.deploy.server.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
+from res2net.deploy.server.budget import ByteBudget
+from res2net.deploy.server.errors import ServeError
 from res2net.deploy.server.metrics import ServerMetrics
 
 INPUT_NAME = "input"
@@ -28,19 +30,12 @@ OUTPUTS = ("logits", "probabilities")
 MODEL_VERSION = "1"
 
 
-class ServeError(Exception):
-    """A request the server refuses, with the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
 @dataclass(frozen=True)
 class ServeConfig:
-    """Server settings shared by REST and gRPC (see ``res2net serve --help``)."""
+    """Server settings shared by REST and gRPC (see ``res2net serve --help``).
+
+    Every number is checked when the config is built: a ``ValueError`` names the field.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -55,13 +50,48 @@ class ServeConfig:
     topk: int = 5
     api_key: str | None = None
     retry_after_s: int = 1
-    # Decoding budget: pixels of all images being decoded at once (a decoded pixel costs
-    # about 9 bytes at peak: gray, RGB, array, resize), on this many threads. A request
-    # that would go over it is refused with 503, one image larger than all of it with 413.
-    decode_pixels: int = 100_000_000
+    # Decoding budget: estimated peak bytes of all images being decoded at once (see
+    # decode_cost), on this many threads. A request that would go over it is refused with
+    # 503, one image larger than all of it with 413.
+    decode_bytes: int = 900_000_000
     decode_threads: int = 2
-    # Connections that have not sent a request's headers within this many seconds are closed.
+    # Request bodies in flight, REST and gRPC together: their estimated peak bytes while they
+    # are read and parsed (see rest.body_cost, grpc_api.GRPC_BYTE_COST). 503 when full.
+    inflight_bytes: int = 2**30
+    # Connections that have not sent a request's headers within this many seconds are closed;
+    # a request whose body has not fully arrived this long after its headers gets 408.
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        ranges = {
+            # name: (low, high, integer); low is exclusive for the float fields (> 0).
+            "port": (0, 65535, True),
+            "max_batch_size": (1, 65536, True),
+            "max_queue": (1, 2**20, True),
+            "workers": (1, 1024, True),
+            "max_body_bytes": (1, 2**40, True),
+            "max_images_per_request": (1, 2**20, True),
+            "topk": (1, 2**20, True),
+            "retry_after_s": (0, 86_400, True),
+            "decode_bytes": (1, 2**50, True),
+            "decode_threads": (1, 1024, True),
+            "inflight_bytes": (1, 2**50, True),
+            # Seconds: a day at most (thread waits refuse timeouts past about 292 years).
+            "timeout_s": (0, 86_400, False),
+            "header_timeout_s": (0, 86_400, False),
+            "body_timeout_s": (0, 86_400, False),
+        }
+        for name, (low, high, integer) in ranges.items():
+            check_number(name, getattr(self, name), low=low, high=high, integer=integer,
+                         low_inclusive=integer)  # fmt: skip
+        check_number("max_delay_ms", self.max_delay_ms, low=0, high=60_000)
+        if self.grpc_port is not None:
+            check_number("grpc_port", self.grpc_port, low=0, high=65535, integer=True)
+        if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
+            # HTTP header values arrive as latin-1 and gRPC metadata is ASCII: a key outside
+            # printable ASCII could never be matched.
+            raise ValueError("api_key must be printable ASCII (HTTP headers and gRPC metadata)")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -131,7 +161,7 @@ def _numbers(name: str, data: Any) -> np.ndarray:
         raise ServeError(
             400, f"input {name!r}: 'data' must hold only numbers (nested lists of them, no text)"
         )
-    return values.astype(np.float32).reshape(-1)
+    return values.astype(np.float32, copy=False).reshape(-1)
 
 
 class ModelService:
@@ -169,8 +199,20 @@ class ModelService:
         self._decode_pool = ThreadPoolExecutor(
             max(1, config.decode_threads), thread_name_prefix="res2net-decode"
         )
-        self._decode_lock = threading.Lock()
-        self._pixels_in_flight = 0
+        self.decode_budget = ByteBudget(
+            config.decode_bytes,
+            what="decoding images",
+            advice="send smaller images or fewer per request",
+            retry_after_s=config.retry_after_s,
+            on_refusal=self.metrics.rejected.inc,
+        )
+        self.inflight = ByteBudget(
+            config.inflight_bytes,
+            what="request bodies in flight",
+            advice="send fewer images per request, as binary tensors rather than JSON",
+            retry_after_s=config.retry_after_s,
+            on_refusal=self.metrics.rejected.inc,
+        )
 
     # -- metadata ---------------------------------------------------------------------
 
@@ -295,37 +337,19 @@ class ModelService:
     async def decode_images_async(
         self, blobs: list[tuple[str, bytes]], deadline: float
     ) -> tuple[list, list[str | None]]:
-        """:meth:`decode_images` on the bounded decode threads, within the pixel budget and
-        the request's ``deadline`` (``loop.time()``): 503 over the budget, 413 for images
+        """:meth:`decode_images` on the bounded decode threads, within the decoding budget
+        and the request's ``deadline`` (``loop.time()``): 503 over the budget, 413 for images
         larger than all of it, 504 past the deadline."""
         self._check_count(blobs)
-        pixels = sum(_declared_pixels(blob) for _, blob in blobs)
-        if pixels > self.config.decode_pixels:
-            raise ServeError(
-                413,
-                f"the images hold {pixels:,} pixels, over the server's decoding budget of "
-                f"{self.config.decode_pixels:,}; send smaller images or fewer per request",
-            )
-        with self._decode_lock:
-            if self._pixels_in_flight + pixels > self.config.decode_pixels:
-                self.metrics.rejected.inc()
-                raise ServeError(
-                    503,
-                    "the server is decoding as many pixels as it allows; retry shortly",
-                    retry_after=self.config.retry_after_s,
-                )
-            self._pixels_in_flight += pixels
+        cost = sum(decode_cost(blob) for _, blob in blobs)
+        self.decode_budget.reserve(cost)
         job = self._decode_pool.submit(self.decode_images, blobs)
-        job.add_done_callback(lambda _: self._release_pixels(pixels))  # also when cancelled
+        job.add_done_callback(lambda _: self.decode_budget.release(cost))  # also if cancelled
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             return await asyncio.wait_for(asyncio.wrap_future(job), max(remaining, 0.001))
         except asyncio.TimeoutError:
             raise ServeError(504, self._timeout_message()) from None
-
-    def _release_pixels(self, pixels: int) -> None:
-        with self._decode_lock:
-            self._pixels_in_flight -= pixels
 
     def top_k(self, logits: np.ndarray, k: int) -> list[dict[str, Any]]:
         """Top-k class ids, probabilities and labels of each row (as the Predictor ranks)."""
@@ -349,14 +373,22 @@ class ModelService:
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _declared_pixels(blob: bytes) -> int:
-    """Width x height from the image's header, without decoding it (0 when unreadable:
-    decoding then reports the error, at no cost)."""
+# Peak bytes per decoded pixel of an RGB image (gray, RGB, array, resize), measured.
+DECODE_BYTES_PER_PIXEL = 9
+
+
+def decode_cost(blob: bytes) -> int:
+    """Estimated peak bytes of decoding and preprocessing one encoded image, from its
+    header alone (0 when unreadable: decoding then reports the error, at no cost).
+
+    Width x height at an RGB image's cost: the one place to make the estimate aware of
+    the image's mode (CMYK, 16-bit, alpha cost more per pixel).
+    """
     from PIL import Image
 
     try:
         with Image.open(BytesIO(blob)) as image:
-            return int(image.width) * int(image.height)
+            return int(image.width) * int(image.height) * DECODE_BYTES_PER_PIXEL
     except Exception:  # noqa: BLE001 - any unreadable header is the decoder's to report
         return 0
 
