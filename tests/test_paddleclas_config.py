@@ -1,0 +1,161 @@
+"""PaddleClas's own Res2Net training YAMLs, as PaddleClas ships them, train here.
+
+The five configs in tests/data/paddleclas_configs/ are PaddleClas's files, unchanged. They must
+map to exactly the recipe of our hand translations in configs/, and what we read from them
+(with PaddleClas's ``-o`` overrides) must be what PaddleClas's own loader,
+``ppcls.utils.config.get_config`` in the reference venv, reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from conftest import PHOTOS, ROOT, run_reference
+from safetensors.torch import load_file
+
+from res2net.cli import main as cli_main
+from res2net.engine.config import config_from_data, config_to_dict, load_config
+from res2net.engine.paddleclas_config import (
+    PaddleClasConfigError,
+    load_any_config,
+    paddleclas_to_dict,
+    read_paddleclas_config,
+)
+
+PADDLE_CONFIGS = ROOT / "tests" / "data" / "paddleclas_configs"
+NAMES = sorted(p.stem for p in PADDLE_CONFIGS.glob("*.yaml"))
+# What a recipe is: everything that changes what is learnt. Paths, workers, logging, the
+# output folder and the AMP/layout speed settings are the machine's, not the recipe's.
+RECIPE = {
+    "model": ("name", "num_classes", "pretrained"),
+    "data": ("image_size", "resize_short", "crop_scale", "crop_ratio", "hflip", "mean", "std"),
+    "optim": ("lr", "momentum", "weight_decay", "nesterov"),
+    "schedule": ("epochs", "warmup_epochs", "min_lr"),
+    "loss": ("label_smoothing",),
+    "augment": ("mixup", "cutmix", "cutmix_prob"),
+    "train": ("batch_size",),
+}
+OPTIONS = [
+    "Global.epochs=2",
+    "DataLoader.Train.sampler.batch_size=32",
+    "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=192",
+    "DataLoader.Eval.dataset.transform_ops.2.CropImage.size=192",
+    "Optimizer.lr.learning_rate=0.05",
+    "Optimizer.lr.warmup_epoch=5",
+    "Loss.Train.0.CELoss.epsilon=0.2",
+    "Global.device=cpu",
+    "Global.output_dir=/tmp/somewhere",
+]
+
+
+def _recipe(cfg) -> dict:
+    d = config_to_dict(cfg)
+    return {f"{s}.{k}": d[s][k] for s, keys in RECIPE.items() for k in keys}
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6)
+    return a == b
+
+
+@pytest.fixture(scope="module")
+def paddle_read(tmp_path_factory) -> dict:
+    """PaddleClas's own reading of each config, plain and with OPTIONS."""
+    requests = [{"path": str(PADDLE_CONFIGS / f"{n}.yaml"), "options": []} for n in NAMES]
+    requests += [{"path": str(PADDLE_CONFIGS / f"{n}.yaml"), "options": OPTIONS} for n in NAMES]
+    spec = tmp_path_factory.mktemp("pcfg") / "requests.json"
+    spec.write_text(json.dumps(requests))
+    read = json.loads(run_reference("paddleclas_config.py", spec).strip().splitlines()[-1])
+    n = len(NAMES)
+    return {
+        "plain": dict(zip(NAMES, read[:n], strict=True)),
+        "o": dict(zip(NAMES, read[n:], strict=True)),
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_paddleclas_config_maps_to_our_recipe_field_by_field(name):
+    ours = _recipe(load_config(ROOT / "configs" / f"{name}.yaml"))
+    mapped = _recipe(load_any_config(PADDLE_CONFIGS / f"{name}.yaml"))
+    assert mapped.keys() == ours.keys()
+    for key in ours:
+        assert _close(mapped[key], ours[key]), (key, mapped[key], ours[key])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_we_read_what_paddleclas_reads_including_its_overrides(paddle_read, name):
+    path = PADDLE_CONFIGS / f"{name}.yaml"
+    assert read_paddleclas_config(path) == paddle_read["plain"][name]
+    assert read_paddleclas_config(path, OPTIONS) == paddle_read["o"][name]
+    # and the dict PaddleClas hands its engine maps to the config we train with
+    from_paddle = config_from_data(paddleclas_to_dict(paddle_read["o"][name], path))
+    cfg = load_any_config(path, options=OPTIONS)
+    assert config_to_dict(cfg) == config_to_dict(from_paddle)
+    assert (cfg.schedule.epochs, cfg.train.batch_size, cfg.data.image_size) == (2, 32, 192)
+    assert (cfg.optim.lr, cfg.schedule.warmup_epochs, cfg.loss.label_smoothing) == (0.05, 5, 0.2)
+    assert cfg.train.device == "cpu"
+    assert cfg.output.dir == f"/tmp/somewhere/{name}"  # PaddleClas's output_dir/<Arch.name>
+
+
+@pytest.mark.parametrize(
+    ("option", "path"),
+    [
+        ("Global.to_static=True", "Global.to_static"),
+        ("Global.device=xpu", "Global.device"),
+        ("DataLoader.Train.dataset.transform_ops.2={'AutoAugment': None}",
+         "DataLoader.Train.dataset.transform_ops[2].AutoAugment"),
+        ("DataLoader.Train.dataset.transform_ops.1.RandCropImage.interpolation=bicubic",
+         "DataLoader.Train.dataset.transform_ops[1].RandCropImage.interpolation"),
+        ("Optimizer.lr.name=Piecewise", "Optimizer.lr.name"),
+        ("Optimizer.name=AdamW", "Optimizer.name"),
+        ("Loss.Train.0={'FocalLoss': None}", "Loss.Train[0].FocalLoss"),
+        ("DataLoader.Eval.dataset.transform_ops.2.CropImage.size=256",
+         "DataLoader.Eval.dataset.transform_ops"),
+        ("Arch.name=ResNet50", "Arch.name"),
+        ("Global.checkpoints=output/epoch_5", "Global.checkpoints"),
+        ("Metric.Eval.0={'mAP': None}", "Metric.Eval[0]"),
+    ],
+)  # fmt: skip
+def test_unsupported_key_or_op_is_named_with_its_path(option, path, capsys):
+    config = PADDLE_CONFIGS / "Res2Net50_vd_26w_4s.yaml"
+    with pytest.raises(PaddleClasConfigError, match=re.escape(f"{config}: {path}")):
+        load_any_config(config, options=[option])
+    code = cli_main(["train", "--config", str(config), "-o", option])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("res2net train: error: ")
+    assert path in err[0]
+
+
+def test_one_epoch_from_a_paddleclas_config_trains_and_writes_its_weights(tmp_path, capsys):
+    """Res2Net50_vd_26w_4s itself, on six photos at 16x16, two classes, one epoch."""
+    lines = [f"{p.name} {i % 2}" for i, p in enumerate(PHOTOS[:6])]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    root, listing = PHOTOS[0].parent, tmp_path / "list.txt"
+    options = [
+        "Global.device=cpu", "Global.epochs=1", "Global.class_num=2",
+        f"Global.output_dir={tmp_path / 'out'}",
+        "DataLoader.Train.sampler.batch_size=3", "DataLoader.Train.loader.num_workers=0",
+        "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=16",
+        "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.resize_short=16",
+        "DataLoader.Eval.dataset.transform_ops.2.CropImage.size=16",
+    ]  # fmt: skip
+    for split in ("Train", "Eval"):
+        options += [f"DataLoader.{split}.dataset.image_root={root}"]
+        options += [f"DataLoader.{split}.dataset.cls_label_path={listing}"]
+    args = ["train", "--config", str(PADDLE_CONFIGS / "Res2Net50_vd_26w_4s.yaml"), "--json"]
+    args += [a for o in options for a in ("-o", o)] + ["output.plot=false", "train.progress=false"]
+    assert cli_main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    weights = Path(result["final_weights"])
+    assert weights.parent == tmp_path / "out" / "Res2Net50_vd_26w_4s"
+    state = load_file(weights)
+    assert state["fc.weight"].shape == (2, 2048)
+    # From scratch every block's last BN scale starts at 0: two SGD steps moved them.
+    assert any(v.abs().sum() > 0 for k, v in state.items() if k.endswith("bn3.weight"))
