@@ -8,9 +8,13 @@ map to exactly the recipe of our hand translations in configs/, and what we read
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import math
+import random
 import re
+from contextlib import redirect_stdout, suppress
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,7 @@ from conftest import PHOTOS, ROOT, run_reference
 from safetensors.torch import load_file
 
 from res2net.cli import main as cli_main
-from res2net.engine.config import config_from_data, config_to_dict, load_config
+from res2net.engine.config import ConfigError, config_from_data, config_to_dict, load_config
 from res2net.engine.paddleclas_config import (
     PaddleClasConfigError,
     load_any_config,
@@ -133,29 +137,128 @@ def test_unsupported_key_or_op_is_named_with_its_path(option, path, capsys):
     assert path in err[0]
 
 
-def test_one_epoch_from_a_paddleclas_config_trains_and_writes_its_weights(tmp_path, capsys):
-    """Res2Net50_vd_26w_4s itself, on six photos at 16x16, two classes, one epoch."""
+SIZE_16 = [
+    "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=16",
+    "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.resize_short=16",
+    "DataLoader.Eval.dataset.transform_ops.2.CropImage.size=16",
+    "Infer.transforms.1.ResizeImage.resize_short=16",
+    "Infer.transforms.2.CropImage.size=16",
+]
+
+
+def _flags(options: list[str]) -> list[str]:
+    return [a for o in options for a in ("-o", o)]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    """Res2Net50_vd_26w_4s itself, from PaddleClas's file, on six photos at 16x16, two
+    classes, one epoch (about 30 s on two CPU cores)."""
+    tmp = tmp_path_factory.mktemp("pcfg_run")
     lines = [f"{p.name} {i % 2}" for i, p in enumerate(PHOTOS[:6])]
-    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
-    root, listing = PHOTOS[0].parent, tmp_path / "list.txt"
+    (tmp / "list.txt").write_text("\n".join(lines) + "\n")
+    root, listing = PHOTOS[0].parent, tmp / "list.txt"
     options = [
-        "Global.device=cpu", "Global.epochs=1", "Global.class_num=2",
-        f"Global.output_dir={tmp_path / 'out'}",
-        "DataLoader.Train.sampler.batch_size=3", "DataLoader.Train.loader.num_workers=0",
-        "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=16",
-        "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.resize_short=16",
-        "DataLoader.Eval.dataset.transform_ops.2.CropImage.size=16",
+        "Global.device=cpu", "Global.class_num=2",
+        "DataLoader.Train.loader.num_workers=0", "DataLoader.Eval.loader.num_workers=0",
+        *SIZE_16,
     ]  # fmt: skip
     for split in ("Train", "Eval"):
         options += [f"DataLoader.{split}.dataset.image_root={root}"]
         options += [f"DataLoader.{split}.dataset.cls_label_path={listing}"]
+    train_only = [
+        "Global.epochs=1", f"Global.output_dir={tmp / 'out'}",
+        "DataLoader.Train.sampler.batch_size=3",
+    ]  # fmt: skip
     args = ["train", "--config", str(PADDLE_CONFIGS / "Res2Net50_vd_26w_4s.yaml"), "--json"]
-    args += [a for o in options for a in ("-o", o)] + ["output.plot=false", "train.progress=false"]
-    assert cli_main(args) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    weights = Path(result["final_weights"])
-    assert weights.parent == tmp_path / "out" / "Res2Net50_vd_26w_4s"
+    args += _flags(options + train_only) + ["output.plot=false", "train.progress=false"]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli_main(args)
+    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    return {"code": code, "weights": Path(result["final_weights"]), "out": tmp / "out",
+            "options": options, "root": root, "list": listing, "tmp": tmp}  # fmt: skip
+
+
+def test_one_epoch_from_a_paddleclas_config_trains_and_writes_its_weights(tiny_run):
+    assert tiny_run["code"] == 0
+    weights = tiny_run["weights"]
+    assert weights.parent == tiny_run["out"] / "Res2Net50_vd_26w_4s"  # output_dir/<Arch.name>
     state = load_file(weights)
     assert state["fc.weight"].shape == (2, 2048)
     # From scratch every block's last BN scale starts at 0: two SGD steps moved them.
     assert any(v.abs().sum() > 0 for k, v in state.items() if k.endswith("bn3.weight"))
+
+
+def _json_of(args: list[str], capsys) -> dict:
+    assert cli_main(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_config_uses_the_eval_section_and_pretrained_model(tiny_run, capsys):
+    weights, config = tiny_run["weights"], PADDLE_CONFIGS / "Res2Net50_vd_26w_4s.yaml"
+    # PaddleClas's pretrained_model is a path without .pdparams; ours takes the file itself
+    options = [*tiny_run["options"], f"Global.pretrained_model={weights}"]
+    by_config = _json_of(["eval", "--config", str(config), "--json", *_flags(options)], capsys)
+    by_flags = _json_of(
+        ["eval", "--model", "Res2Net50_vd_26w_4s", "--weights", str(weights), "--json",
+         "--data", str(tiny_run["root"]), "--list", str(tiny_run["list"]), "--workers", "0"],
+        capsys,
+    )  # fmt: skip
+    assert by_config == by_flags and by_config["images"] == 6
+
+
+def test_predict_config_uses_infer_topk_and_class_id_map(tiny_run, capsys):
+    weights, config = tiny_run["weights"], PADDLE_CONFIGS / "Res2Net50_vd_26w_4s.yaml"
+    labels = tiny_run["tmp"] / "labels.txt"
+    labels.write_text("0 even photo\n1 odd photo\n")  # PaddleClas's "id name" map
+    options = [
+        *tiny_run["options"], f"Global.pretrained_model={weights}",
+        f"Infer.infer_imgs={PHOTOS[0]}", "Infer.PostProcess.topk=1",
+        f"Infer.PostProcess.class_id_map_file={labels}",
+    ]  # fmt: skip
+    doc = _json_of(["predict", "--config", str(config), "--json", *_flags(options)], capsys)
+    (pred,) = doc["predictions"]
+    assert len(pred["class_ids"]) == 1 and pred["labels"][0] in ("even photo", "odd photo")
+    # a flag given explicitly wins over the config
+    doc = _json_of(["predict", "--config", str(config), "--json", "--topk", "2",
+                    *_flags(options)], capsys)  # fmt: skip
+    assert len(doc["predictions"][0]["class_ids"]) == 2
+
+
+def test_eval_config_refuses_preprocessing_the_model_does_not_use(tiny_run, capsys):
+    config = PADDLE_CONFIGS / "Res2Net50_vd_26w_4s.yaml"
+    options = [*tiny_run["options"], f"Global.pretrained_model={tiny_run['weights']}"]
+    options += ["DataLoader.Eval.dataset.transform_ops.1.ResizeImage.resize_short=20"]
+    assert cli_main(["eval", "--config", str(config), *_flags(options)]) == 2
+    err = capsys.readouterr().err
+    assert "DataLoader.Eval.dataset.transform_ops: resize 20, crop 16" in err
+
+
+def _paths(node, path=()):
+    yield path
+    if isinstance(node, (dict, list)):
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            yield from _paths(value, (*path, key))
+
+
+def test_malformed_values_anywhere_are_named_errors_never_a_traceback():
+    """Every value of a shipped file, swapped for a value of another shape or range (up to
+    three at once, 1500 seeded draws), is a ConfigError, as the CLI reports in one line."""
+    base = read_paddleclas_config(PADDLE_CONFIGS / "Res2Net50_14w_8s.yaml")
+    paths = [p for p in _paths(base) if p]
+    odd = [None, 5, -1, 0, "x", [], {}, [None], {"a": 1}, True, 1.5, "1/0", [1, 2, 3]]
+    rng = random.Random(0)
+    for _ in range(1500):
+        data = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 3)):
+            *parents, last = rng.choice(paths)
+            node = data
+            try:
+                for key in parents:
+                    node = node[key]
+                node[last] = rng.choice(odd)
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier swap removed this path
+        with suppress(ConfigError):
+            config_from_data(paddleclas_to_dict(data, "f.yaml"))

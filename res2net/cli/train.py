@@ -6,20 +6,7 @@ import argparse
 import json
 
 from res2net.cli.helpfmt import HelpFormatter
-
-
-def add_paddleclas_override_argument(p: argparse.ArgumentParser) -> None:
-    """``-o Section.key=value``: PaddleClas's own override form, for PaddleClas configs."""
-    p.add_argument(
-        "-o",
-        "--override",
-        dest="paddleclas_overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a key of a PaddleClas config as PaddleClas's -o does, e.g. "
-        "-o Global.epochs=2 -o DataLoader.Train.sampler.batch_size=32 (repeatable)",
-    )
+from res2net.cli.paddleclas import add_paddleclas_override_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:

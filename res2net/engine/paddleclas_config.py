@@ -106,7 +106,10 @@ def apply_paddleclas_override(data: dict[str, Any], option: str) -> None:
 
 def read_paddleclas_config(path: str | Path, options: list[str] | tuple = ()) -> dict[str, Any]:
     """A PaddleClas YAML as PaddleClas's ``get_config(path, overrides=options)`` reads it."""
-    data = _literals(read_config_file(path))
+    try:
+        data = _literals(read_config_file(path))
+    except RecursionError:
+        raise PaddleClasConfigError(f"{path}: YAML nested too deep") from None
     if not is_paddleclas_config(data):
         raise PaddleClasConfigError(
             f"{path}: not a PaddleClas config (no {', '.join(SECTIONS)} section)"
@@ -180,6 +183,11 @@ class _Section:
         return value
 
 
+def _one_key(item: Any) -> bool:
+    """An ``- Name: {params}`` list item: a mapping of exactly one key."""
+    return isinstance(item, dict) and len(item) == 1
+
+
 def _as_number(value: Any) -> float | None:
     """A number, or a string ``a/b`` of two numbers (PaddleClas writes ``1.0/255.0``)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -232,7 +240,8 @@ def _decode(op: _Section) -> None:
 
 
 def _normalize(op: _Section) -> dict[str, Any]:
-    scale = op.number("scale", 1.0 / 255.0)
+    scale = op.number("scale")
+    scale = 1.0 / 255.0 if scale is None else scale  # PaddleClas's default for null too
     if not math.isclose(scale, 1.0 / 255.0):
         raise op.error("scale", f"res2net scales pixels by 1/255 only, got {scale!r}")
     op.expect("order", ("", "hwc", "chw"), "")  # the layout only: res2net feeds CHW tensors
@@ -313,7 +322,7 @@ def _batch_ops(dataset: _Section) -> dict[str, float]:
             )
         op = _Section(item[name], dataset.where(f"batch_transform_ops[{i}].{name}"), dataset.source)
         alpha = op.number("alpha", 1.0)  # PaddleClas's default alpha
-        if alpha <= 0:
+        if alpha is None or alpha <= 0:
             raise op.error("alpha", f"must be > 0, got {alpha!r}")
         out[names[name]] = alpha
         op.done()
@@ -455,7 +464,7 @@ def _loss(section: _Section) -> dict[str, Any]:
         items = section.get(split)
         if split == "Eval" and items is None:
             continue
-        if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+        if not isinstance(items, list) or len(items) != 1 or not _one_key(items[0]):
             raise section.error(split, "res2net supports exactly one loss: - CELoss: {...}")
         name = next(iter(items[0]))
         if name != "CELoss":
@@ -506,12 +515,12 @@ def _metric(m: _Section) -> None:
     for split in ("Train", "Eval"):
         items = m.get(split) or []
         for i, item in enumerate(items if isinstance(items, list) else [items]):
-            name = next(iter(item)) if isinstance(item, dict) and len(item) == 1 else item
+            name = next(iter(item)) if isinstance(item, dict) and len(item) == 1 else None
             if name != "TopkAcc":
-                raise m.error(f"{split}[{i}]", f"metric {name!r:.40} not supported (TopkAcc)")
+                raise m.error(f"{split}[{i}]", f"metric {item!r:.40} not supported (TopkAcc)")
             acc = _Section(item[name], m.where(f"{split}[{i}].TopkAcc"), m.source)
             topk = acc.get("topk", [1, 5])
-            if not isinstance(topk, list) or not set(topk) <= {1, 5}:
+            if not isinstance(topk, list) or not all(k in (1, 5) for k in topk):
                 raise acc.error("topk", f"res2net reports top-1 and top-5, got {topk!r:.40}")
             acc.done()
     m.done()
@@ -600,3 +609,76 @@ def load_any_config(
             "override its keys as key=value"
         )
     return config_from_data(data, overrides, path)
+
+
+def _matches_model(name: str, weights: str | None, preprocess: dict[str, Any], where: str) -> None:
+    """Eval/predict feed a model its own preprocessing (a ``res2net train`` export's, else the
+    registered model's); a config asking for another is refused, naming the section, rather
+    than silently not followed."""
+    from res2net.card import training_card
+    from res2net.models.registry import get_entry
+
+    card = training_card(weights) if weights and Path(weights).is_file() else None
+    own = card.preprocess if card is not None else get_entry(name).preprocess
+    wanted = (preprocess["resize_short"], preprocess["image_size"])
+    if wanted != (own.resize_short, own.crop) or not all(
+        _close_all(preprocess[k], getattr(own, k)) for k in ("mean", "std")
+    ):
+        raise PaddleClasConfigError(
+            f"{where}: resize {wanted[0]}, crop {wanted[1]}, mean {preprocess['mean']}, std "
+            f"{preprocess['std']} differ from the model's own eval preprocessing (resize "
+            f"{own.resize_short}, crop {own.crop}, mean {list(own.mean)}, std {list(own.std)}), "
+            "which res2net always applies; use those values"
+        )
+
+
+def _close_all(a: list[float], b: tuple[float, ...]) -> bool:
+    return len(a) == len(b) and all(
+        math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _model_and_weights(cfg: dict[str, Any]) -> dict[str, Any]:
+    pretrained = cfg["model"].get("pretrained", False)
+    return {
+        "name": cfg["model"]["name"],
+        "num_classes": cfg["model"]["num_classes"],
+        "weights": pretrained if isinstance(pretrained, str) else None,
+        "pretrained": pretrained is True,
+        "device": cfg["train"]["device"],
+    }
+
+
+def paddleclas_eval_settings(path: str | Path, options: list[str] | tuple = ()) -> dict[str, Any]:
+    """What PaddleClas's ``tools/eval.py -c path -o ...`` evaluates: ``Arch.name`` with
+    ``Global.pretrained_model`` (or ``Arch.pretrained``) on ``DataLoader.Eval``'s dataset,
+    batch size and workers. The whole file is checked as for training."""
+    data = read_paddleclas_config(path, options)
+    cfg = paddleclas_to_dict(data, path)
+    if "Eval" not in data["DataLoader"]:
+        raise PaddleClasConfigError(f"{path}: DataLoader.Eval: missing; evaluation needs it")
+    out = _model_and_weights(cfg)
+    where = f"{path}: DataLoader.Eval.dataset.transform_ops"
+    _matches_model(out["name"], out["weights"], cfg["data"], where)
+    split = data["DataLoader"]["Eval"]
+    out |= {"data": cfg["data"]["val_dir"], "list_file": cfg["data"]["val_list"]}
+    out["batch_size"] = (split.get("sampler") or {}).get("batch_size", 64)
+    out["num_workers"] = (split.get("loader") or {}).get("num_workers", 0)
+    return out
+
+
+def paddleclas_predict_settings(
+    path: str | Path, options: list[str] | tuple = ()
+) -> dict[str, Any]:
+    """What PaddleClas's ``tools/infer.py -c path -o ...`` runs: ``Arch.name`` with its
+    weights on ``Infer.infer_imgs``, with ``Infer.batch_size`` and ``PostProcess``'s
+    ``topk`` and ``class_id_map_file``. The whole file is checked as for training."""
+    data = read_paddleclas_config(path, options)
+    cfg = paddleclas_to_dict(data, path)
+    if "Infer" not in data:
+        raise PaddleClasConfigError(f"{path}: Infer: missing; prediction needs it")
+    infer = infer_settings(data, path)
+    out = _model_and_weights(cfg)
+    _matches_model(out["name"], out["weights"], infer["preprocess"], f"{path}: Infer.transforms")
+    out |= {k: infer[k] for k in ("images", "batch_size", "topk", "labels")}
+    return out
