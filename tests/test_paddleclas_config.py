@@ -262,3 +262,49 @@ def test_malformed_values_anywhere_are_named_errors_never_a_traceback():
                 continue  # an earlier swap removed this path
         with suppress(ConfigError):
             config_from_data(paddleclas_to_dict(data, "f.yaml"))
+
+
+DISTILLATION = PADDLE_CONFIGS / "distillation" / "res2net200_vd_distill_pphgnet_base.yaml"
+
+
+def test_paddleclas_ssld_recipe_with_a_student_we_lack_is_refused_by_name():
+    with pytest.raises(PaddleClasConfigError, match=r"Arch\.models\[1\]\.Student\.name"):
+        load_any_config(DISTILLATION)
+    options = ["Arch.models.1.Student.name=Res2Net50_vd_26w_4s"]
+    with pytest.raises(PaddleClasConfigError, match=r"Loss\.Train: .*DistillationCELoss"):
+        load_any_config(DISTILLATION, options=options)
+
+
+def test_distillation_model_with_dml_maps_to_our_distill_section(tmp_path):
+    """PaddleClas's DistillationModel layout (as in its SSLD configs), with two Res2Nets
+    and DML plus a label loss: res2net's distill section, the student as the model."""
+    data = read_paddleclas_config(PADDLE_CONFIGS / "Res2Net50_vd_26w_4s.yaml")
+    data["Arch"] = {
+        "name": "DistillationModel", "class_num": 1000, "pretrained_list": None,
+        "freeze_params_list": [True, False], "infer_model_name": "Student",
+        "models": [
+            {"Teacher": {"name": "Res2Net200_vd_26w_4s", "class_num": 1000,
+                         "pretrained": True, "use_ssld": True}},
+            {"Student": {"name": "Res2Net50_vd_26w_4s", "class_num": 1000,
+                         "pretrained": False}},
+        ],
+    }  # fmt: skip
+    data["Loss"]["Train"] = [
+        {"DistillationDMLLoss": {"weight": 1.0, "model_name_pairs": [["Student", "Teacher"]]}},
+        {"DistillationGTCELoss": {"weight": 0.5, "model_names": ["Student"]}},
+    ]
+    data["Metric"] = {"Eval": [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1, 5]}}]}
+    del data["Global"]["class_num"]
+    cfg = config_from_data(paddleclas_to_dict(data, "ssld.yaml"))
+    assert cfg.model.name == "Res2Net50_vd_26w_4s" and cfg.model.num_classes == 1000
+    d = cfg.distill
+    assert (d.teacher, d.teacher_weights, d.loss, d.hard_weight) == (
+        "Res2Net200_vd_26w_4s_ssld",
+        True,
+        "dml",
+        0.5,
+    )
+    assert cfg.output.dir == "output/DistillationModel"  # where PaddleClas writes it
+    data["Arch"]["freeze_params_list"] = [True, True]
+    with pytest.raises(PaddleClasConfigError, match=r"Arch\.freeze_params_list"):
+        paddleclas_to_dict(data, "ssld.yaml")

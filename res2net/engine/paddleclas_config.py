@@ -392,7 +392,7 @@ def _merge(data: dict[str, Any], more: dict[str, Any], where: str) -> None:
         data[key] = value
 
 
-def _global(g: _Section, model: dict[str, Any], out: dict[str, Any]) -> None:
+def _global(g: _Section, model: dict[str, Any], out: dict[str, Any], arch: str) -> None:
     """``Global``: epochs, classes, pretrained weights, output, intervals, device, logging."""
     if g.get("checkpoints") is not None:
         raise g.error(
@@ -411,7 +411,7 @@ def _global(g: _Section, model: dict[str, Any], out: dict[str, Any]) -> None:
         model["pretrained"] = _weights_path(g, "pretrained_model", pretrained)
     output_dir = g.get("output_dir", "./output/")
     # PaddleClas writes to output_dir/<Arch.name>/; so does res2net
-    out["output"] = {"dir": str(Path(str(output_dir)) / model["name"])}
+    out["output"] = {"dir": str(Path(str(output_dir)) / arch)}
     out["output"]["tensorboard"] = g.expect("use_visualdl", (False, True), False)
     device = g.expect("device", ("gpu", "cpu"), "gpu")
     out["train"]["device"] = "cuda" if device == "gpu" else "cpu"
@@ -421,6 +421,7 @@ def _global(g: _Section, model: dict[str, Any], out: dict[str, Any]) -> None:
         g.integer("eval_interval")
         out["train"]["eval_every_epochs"] = max(1, out["schedule"]["epochs"])
     out["train"]["log_every"] = g.integer("print_batch_step", 10)
+    g.expect("use_dali", (False, None))  # PaddleClas's own loader: what res2net's mirrors
     if "seed" in g.data:
         out["train"]["seed"] = g.integer("seed")
     g.done()
@@ -438,31 +439,91 @@ def _weights_path(g: _Section, key: str, value: Any) -> str:
     return value if suffix in (".pdparams", ".safetensors", ".pth", ".pt") else f"{value}.pdparams"
 
 
-def _arch(a: _Section, model: dict[str, Any]) -> None:
-    """``Arch``: a registered name (PaddleClas's names are ours) and the class count."""
+def _registered(a: _Section, key: str = "name") -> str:
     from res2net.models.registry import get_entry
 
-    name = a.get("name")
+    name = a.get(key)
     if not isinstance(name, str):
-        raise a.error("name", f"must be a model name, got {name!r:.80}")
+        raise a.error(key, f"must be a model name, got {name!r:.80}")
     try:
         get_entry(name)
     except ValueError as exc:
-        raise a.error("name", str(exc)) from None
-    model["name"] = name
+        raise a.error(key, str(exc)) from None
+    return name
+
+
+def _arch(a: _Section, model: dict[str, Any], out: dict[str, Any]) -> str:
+    """``Arch``: a registered name (PaddleClas's names are ours) and the class count, or a
+    ``DistillationModel``; returns ``Arch.name``."""
+    if a.get("name") == "DistillationModel":
+        _distillation_arch(a, model, out)
+        return "DistillationModel"
+    model["name"] = _registered(a)
     if "class_num" in a.data:
         model["num_classes"] = a.integer("class_num")
     if a.get("pretrained") not in (None, False):
         model["pretrained"] = a.expect("pretrained", (True,))  # PaddleClas's published weights
     a.done()
+    return model["name"]
 
 
-def _loss(section: _Section) -> dict[str, Any]:
-    """``Loss``: one CELoss, weight 1, with optional label smoothing ``epsilon``."""
+def _distillation_arch(a: _Section, model: dict[str, Any], out: dict[str, Any]) -> None:
+    """SSLD: a frozen Res2Net ``Teacher`` teaching a Res2Net ``Student`` (PaddleClas's
+    ``DistillationModel`` with ``models: [Teacher, Student]``, ``freeze_params_list:
+    [True, False]``); res2net's ``distill`` section, with the student as the model."""
+    if "class_num" in a.data:
+        model["num_classes"] = a.integer("class_num")
+    a.expect("freeze_params_list", ([True, False],))  # only the teacher frozen
+    a.expect("pretrained_list", (None,))
+    a.expect("infer_model_name", ("Student", None))
+    models = a.get("models")
+    roles = [next(iter(m)) for m in models if _one_key(m)] if isinstance(models, list) else []
+    if roles != ["Teacher", "Student"] or len(models) != 2:
+        raise a.error("models", "res2net distils exactly [- Teacher: {...}, - Student: {...}]")
+    nets = [
+        _Section(m[role], a.where(f"models[{i}].{role}"), a.source)
+        for i, (m, role) in enumerate(zip(models, ("Teacher", "Student"), strict=True))
+    ]
+    for net in nets:
+        net.expect("class_num", (model["num_classes"], None))
+    teacher, student = nets
+    out["distill"] = {"teacher": _registered(teacher), "loss": "dml"}
+    if teacher.expect("use_ssld", (True, False, None)):  # PaddleClas's SSLD weights
+        out["distill"]["teacher"] = _registered_ssld(teacher)
+    pretrained = teacher.get("pretrained")
+    if pretrained is True:
+        out["distill"]["teacher_weights"] = True
+    elif isinstance(pretrained, str):
+        out["distill"]["teacher_weights"] = _weights_path(teacher, "pretrained", pretrained)
+    else:
+        raise teacher.error("pretrained", "a teacher needs weights: True or a weight file path")
+    model["name"] = _registered(student)
+    if student.get("pretrained") not in (None, False):
+        model["pretrained"] = student.expect("pretrained", (True,))
+    for section in (*nets, a):
+        section.done()
+
+
+def _registered_ssld(teacher: _Section) -> str:
+    name = f"{teacher.data['name']}_ssld"
+    from res2net.models.registry import REGISTRY
+
+    if name not in REGISTRY:
+        raise teacher.error("use_ssld", f"no SSLD weights are registered for {name[:-5]}")
+    return name
+
+
+def _loss(section: _Section, distill: dict[str, Any] | None) -> dict[str, Any]:
+    """``Loss``: one CELoss, weight 1, with optional label smoothing ``epsilon``; for a
+    distillation, ``Train`` is PaddleClas's DML between Student and Teacher (weight 1), with
+    an optional label loss."""
     smoothing = 0.0
     for split in ("Train", "Eval"):
         items = section.get(split)
         if split == "Eval" and items is None:
+            continue
+        if split == "Train" and distill is not None:
+            _distillation_loss(section, distill)
             continue
         if not isinstance(items, list) or len(items) != 1 or not _one_key(items[0]):
             raise section.error(split, "res2net supports exactly one loss: - CELoss: {...}")
@@ -480,6 +541,35 @@ def _loss(section: _Section) -> dict[str, Any]:
         ce.done()
     section.done()
     return {"label_smoothing": smoothing}
+
+
+def _distillation_loss(section: _Section, distill: dict[str, Any]) -> None:
+    """``DistillationDMLLoss`` (res2net's ``dml``: the mean of KL both ways, as PaddleClas's
+    DMLLoss) between Student and Teacher, plus ``DistillationGTCELoss`` on the Student's
+    labels as ``distill.hard_weight``."""
+    items = section.get("Train")
+    if not isinstance(items, list) or not all(_one_key(i) for i in items) or not items:
+        raise section.error("Train", "must be a list of - LossName: {...}")
+    names = [next(iter(i)) for i in items]
+    if names[0] != "DistillationDMLLoss" or names[1:] not in ([], ["DistillationGTCELoss"]):
+        raise section.error(
+            "Train",
+            f"res2net distils with DistillationDMLLoss, optionally followed by "
+            f"DistillationGTCELoss; got {names} (DistillationCELoss and others are not supported)",
+        )
+    dml = _Section(
+        items[0][names[0]], section.where("Train[0].DistillationDMLLoss"), section.source
+    )
+    dml.expect("weight", (1, 1.0), 1.0)
+    dml.expect("model_name_pairs", ([["Student", "Teacher"]], [("Student", "Teacher")]))
+    dml.expect("act", ("softmax", None), "softmax")
+    dml.done()
+    if len(items) == 2:
+        gt = _Section(items[1][names[1]], section.where("Train[1].DistillationGTCELoss"),
+                      section.source)  # fmt: skip
+        distill["hard_weight"] = gt.number("weight", 1.0)
+        gt.expect("model_names", (["Student"],))
+        gt.done()
 
 
 def _optimizer(o: _Section) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -510,15 +600,19 @@ def _optimizer(o: _Section) -> tuple[dict[str, Any], dict[str, Any]]:
     return optim, schedule
 
 
-def _metric(m: _Section) -> None:
-    """``Metric``: top-1/top-5 accuracy is what res2net reports; other metrics are refused."""
+def _metric(m: _Section, distill: bool) -> None:
+    """``Metric``: top-1/top-5 accuracy is what res2net reports (of the student, when
+    distilling); other metrics are refused."""
+    wanted = "DistillationTopkAcc" if distill else "TopkAcc"
     for split in ("Train", "Eval"):
         items = m.get(split) or []
         for i, item in enumerate(items if isinstance(items, list) else [items]):
             name = next(iter(item)) if isinstance(item, dict) and len(item) == 1 else None
-            if name != "TopkAcc":
-                raise m.error(f"{split}[{i}]", f"metric {item!r:.40} not supported (TopkAcc)")
-            acc = _Section(item[name], m.where(f"{split}[{i}].TopkAcc"), m.source)
+            if name != wanted:
+                raise m.error(f"{split}[{i}]", f"metric {item!r:.40} not supported ({wanted})")
+            acc = _Section(item[name], m.where(f"{split}[{i}].{name}"), m.source)
+            if distill:
+                acc.expect("model_key", ("Student",))
             topk = acc.get("topk", [1, 5])
             if not isinstance(topk, list) or not all(k in (1, 5) for k in topk):
                 raise acc.error("topk", f"res2net reports top-1 and top-5, got {topk!r:.40}")
@@ -572,18 +666,18 @@ def paddleclas_to_dict(data: dict[str, Any], source: str | Path) -> dict[str, An
     root = _Section(data, "", str(source))
     out: dict[str, Any] = {"model": {"num_classes": 1000}, "schedule": {"epochs": 200}}
     out["train"] = {}
-    _arch(root.section("Arch"), out["model"])
+    arch = _arch(root.section("Arch"), out["model"], out)
     arch_classes = out["model"]["num_classes"]
-    _global(root.section("Global"), out["model"], out)
+    _global(root.section("Global"), out["model"], out, arch)
     if "class_num" in data.get("Arch", {}) and out["model"]["num_classes"] != arch_classes:
         raise root.error("Global.class_num", f"differs from Arch.class_num ({arch_classes})")
-    out["loss"] = _loss(root.section("Loss"))
+    out["loss"] = _loss(root.section("Loss"), out.get("distill"))
     out["optim"], schedule = _optimizer(root.section("Optimizer"))
     out["schedule"] |= schedule
     out["data"], loader = _data_loader(root.section("DataLoader"))
     out["augment"], out["train"]["batch_size"] = loader["augment"], loader["batch_size"]
     if "Metric" in data:
-        _metric(root.section("Metric"))
+        _metric(root.section("Metric"), "distill" in out)
     out["train"]["amp"] = _amp(root.section("AMP"))
     if "Infer" in data:  # checked here, used by `res2net predict --config`
         infer_settings(data, source)
