@@ -544,9 +544,13 @@ def _loss(section: _Section, distill: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _distillation_loss(section: _Section, distill: dict[str, Any]) -> None:
-    """``DistillationDMLLoss`` (res2net's ``dml``: the mean of KL both ways, as PaddleClas's
-    DMLLoss) between Student and Teacher, plus ``DistillationGTCELoss`` on the Student's
-    labels as ``distill.hard_weight``."""
+    """``DistillationDMLLoss`` (res2net's ``dml``) between Student and Teacher, plus
+    ``DistillationGTCELoss`` on the Student's labels as ``distill.hard_weight``.
+
+    PaddleClas's DMLLoss (ppcls/loss/dmlloss.py) averages ``C * p * log(p / q)`` both ways
+    over batch and classes, which is the batch mean of (KL(p||q) + KL(q||p)) / 2: ours.
+    ``sum_across_class_dim`` (C times that) and ``weight_ratio`` are refused as unknown keys.
+    """
     items = section.get("Train")
     if not isinstance(items, list) or not all(_one_key(i) for i in items) or not items:
         raise section.error("Train", "must be a list of - LossName: {...}")
