@@ -6,6 +6,7 @@ import argparse
 import json
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.paddleclas import add_paddleclas_config_arguments, apply_paddleclas_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--data",
-        required=True,
         help="image folder: DIR/<class>/<image>, or the root that --list paths are relative to",
     )
     p.add_argument("--list", dest="list_file", help="PaddleClas list file: 'relative/path label'")
@@ -39,12 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate on Ray: no value starts a local instance; 'auto' or HOST:PORT joins one",
     )
     p.add_argument("--actors", type=int, default=1, help="model replicas with --ray (default 1)")
+    add_paddleclas_config_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from res2net.engine.evaluate import evaluate_folder
 
+    apply_paddleclas_config(args, "eval")
+    if not args.data:
+        raise ValueError("give --data DIR (or --config with a PaddleClas DataLoader.Eval)")
     if not (args.model or args.weights):
         raise ValueError("give --model NAME (with --weights or --pretrained) or --weights FILE")
     if args.pretrained and args.weights:

@@ -8,6 +8,7 @@ import os
 import sys
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.paddleclas import add_paddleclas_config_arguments, apply_paddleclas_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Classify images with a Res2Net, using its weights' own preprocessing. "
         "Exit code: 0 all classified, 1 some images failed, 2 usage error.",
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS")
+    p.add_argument("inputs", nargs="*", metavar="IMAGES_OR_FOLDERS")
     p.add_argument(
         "--model",
         help="registered name (see `res2net models`); may be left out for weights written by "
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     _add_batch_options(p)
+    add_paddleclas_config_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -139,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     from res2net.data.images import DEFAULT_MAX_PIXELS, collect_images
     from res2net.deploy.predictor import Predictor
 
+    apply_paddleclas_config(args, "predict")
+    if not args.inputs:
+        raise ValueError("give IMAGES_OR_FOLDERS (or --config with a PaddleClas Infer.infer_imgs)")
     weights = True if args.pretrained else args.weights
     if args.output is None and (args.resume or args.ray):
         raise ValueError("--resume and --ray need --output RESULTS.parquet (or .jsonl)")

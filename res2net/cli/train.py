@@ -6,6 +6,7 @@ import argparse
 import json
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.paddleclas import add_paddleclas_override_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,9 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every process runs this same command.",
     )
     p.add_argument(
-        "--config", required=True, help="YAML config file, e.g. configs/digits_demo.yaml"
+        "--config",
+        required=True,
+        help="YAML config file, e.g. configs/digits_demo.yaml, or a PaddleClas training config "
+        "(ppcls/configs/.../*.yaml) as PaddleClas ships it",
     )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    add_paddleclas_override_argument(p)
     p.add_argument(
         "--resume",
         nargs="?",
@@ -59,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from res2net.engine.checkpoint import LAST
-    from res2net.engine.config import load_config
+    from res2net.engine.paddleclas_config import load_any_config
     from res2net.engine.train import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_any_config(args.config, args.overrides, args.paddleclas_overrides)
     resume = args.resume
     if resume == "auto":
         resume = Path(cfg.output.dir) / LAST

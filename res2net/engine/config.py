@@ -311,25 +311,35 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: YAML nested too deep") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
-    """Read a YAML config (or start from the defaults) and apply ``key=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} not found (see configs/ for examples)")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from None
-        data = _parse_yaml(text, str(path)) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a config must be a YAML mapping of sections")
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (ours or PaddleClas's), checked to be UTF-8 and a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found (see configs/ for examples)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    data = _parse_yaml(text, str(path)) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a YAML mapping of sections")
+    return data
+
+
+def config_from_data(
+    data: dict[str, Any], overrides: list[str] | tuple = (), where: str | Path | None = None
+) -> Config:
+    """Apply ``key=value`` overrides to nested dicts and build the :class:`Config`; errors
+    are prefixed with ``where`` (the file they came from)."""
     for override in overrides:
         apply_override(data, override)
     try:
         return config_from_dict(data)
     except ConfigError as exc:
-        raise ConfigError(f"{path or 'config'}: {exc}") from None
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Read a YAML config (or start from the defaults) and apply ``key=value`` overrides."""
+    data = read_config_file(path) if path is not None else {}
+    return config_from_data(data, overrides, path)
