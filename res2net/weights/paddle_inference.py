@@ -316,7 +316,9 @@ class _Stream:
         return int.from_bytes(self.take(size, what), "little")
 
 
-def _read_tensors(buffer: bytearray, variables: list[_Variable], path: Path) -> dict:
+def _read_tensors(
+    buffer: bytearray, variables: list[_Variable], path: Path
+) -> dict[str, np.ndarray]:
     stream = _Stream(buffer, path)
     out: dict[str, np.ndarray] = {}
     for var in variables:
