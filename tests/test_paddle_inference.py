@@ -117,6 +117,18 @@ def test_truncated_and_padded_parameters_are_named(copy_of):
         read_weight_file(folder)
 
 
+def test_cli_names_a_broken_inference_model_in_one_line(copy_of, tmp_path, capsys):
+    folder = copy_of("json")
+    params = folder / "inference.pdiparams"
+    params.write_bytes(params.read_bytes()[:1000])
+    out = tmp_path / "x.safetensors"
+    assert main(["convert", str(folder), str(out), "--model", VD50]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.endswith("left") and "inference.pdiparams: truncated or crafted" in err
+    assert not out.exists()
+
+
 def test_size_claims_are_checked_before_allocation(copy_of):
     folder = copy_of("pdmodel")
     params = folder / "inference.pdiparams"
