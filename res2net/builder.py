@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from res2net.card import ModelCard, card_of
+from res2net.card import ModelCard, card_of, load_card
 from res2net.models.registry import REGISTRY, get_entry
 from res2net.weights import hub
 
@@ -161,19 +161,26 @@ def cached_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path |
 
 
 def convert_weights(
-    src: str | os.PathLike, dst: str | os.PathLike, model_name: str, *, naming: str = "res2net"
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    model_name: str | None,
+    *,
+    naming: str = "res2net",
 ) -> Path:
-    """Convert a weight file for ``model_name`` to ``.safetensors``, checking it loads.
+    """Convert a weight file for ``model_name`` to ``.safetensors`` (or, for a ``dst``
+    ending in ``.pdparams``, to PaddleClas's format), checking it loads.
 
+    :param model_name: the registered name; ``None`` for a ``res2net train`` export, whose
+        own card (architecture, class count) is used.
     :param naming: ``"res2net"`` (ours, = timm's keys) or ``"timm"`` (identical keys; the
         metadata says so) for the output file.
     :raises ValueError: ``naming="timm"`` for a PaddleClas-flavour model.
     """
-    card = card_of(get_entry(model_name))
+    card = card_of(get_entry(model_name)) if model_name is not None else load_card(src)
     if naming == "timm" and card.config.flavour != "official":
         # timm computes the official flavour: these weights would load but compute wrongly.
         raise ValueError(
-            f"naming='timm' needs an official-flavour model; {model_name} is PaddleClas's "
+            f"naming='timm' needs an official-flavour model; {card.name} is PaddleClas's "
             "flavour, which timm's networks do not compute (see README, 'Two flavours')"
         )
     return _convert_for_card(src, dst, card, naming)

@@ -11,13 +11,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
         formatter_class=HelpFormatter,
-        help="convert .pdparams / .pth / .safetensors weights to our .safetensors",
+        help="convert weights (.pdparams / .pth / .safetensors / a PaddleClas inference "
+        "model) to our .safetensors, or to PaddleClas's .pdparams",
         description="Read SRC (any supported format), check that it loads strictly into "
-        "MODEL, and write DST as .safetensors with timm-compatible key names.",
+        "MODEL, and write DST: .safetensors with timm-compatible key names, or, for a DST "
+        "ending in .pdparams, the file PaddleClas loads (paddle flavour only).",
     )
-    p.add_argument("src", help="source weight file (.pdparams, .pth or .safetensors)")
-    p.add_argument("dst", help="destination .safetensors file")
-    p.add_argument("--model", required=True, help="registered model name the weights are for")
+    p.add_argument(
+        "src",
+        help="source weights: .pdparams, .pth, .safetensors, or a PaddleClas inference model "
+        "(its directory, .pdiparams, .pdmodel or .json)",
+    )
+    p.add_argument("dst", help="destination .safetensors or .pdparams file")
+    p.add_argument(
+        "--model",
+        help="registered model name the weights are for; may be left out for weights written "
+        "by `res2net train` (their architecture and class count are read from the file)",
+    )
     p.add_argument(
         "--to",
         choices=["res2net", "timm"],
@@ -34,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = convert_weights(args.src, args.dst, args.model, naming=args.to)
     except ValueError as exc:
-        raise ValueError(str(exc).replace("naming='timm'", "--to timm")) from None
+        message = str(exc).replace("naming='timm'", "--to timm").replace("model= ", "--model ")
+        raise ValueError(message) from None
     print(f"wrote {out}")
     return 0

@@ -21,10 +21,13 @@ from torch import Tensor
 
 from res2net.models.res2net import Res2Net, Res2NetConfig
 from res2net.weights.errors import WeightFileError
-from res2net.weights.paddle import paddle_names, read_pdparams
+from res2net.weights.paddle import paddle_names, read_pdparams, write_pdparams
+from res2net.weights.paddle_inference import find_inference_model, read_inference_model
 
 HEAD_KEYS = ("fc.weight", "fc.bias")
 PADDLE_HEAD_WEIGHT = "out.weight"
+# The head weight's parameter name in inference models (PaddleClas's ParamAttr name).
+PADDLE_HEAD_PARAMETER = "fc_weights"
 
 
 @dataclass
@@ -115,10 +118,17 @@ def _read_pth(path: Path) -> dict[str, Tensor]:
 def read_weight_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], str, dict[str, str]]:
     """Read any supported weight file into CPU tensors, without renaming.
 
-    :returns: ``(state, format, metadata)``; format is ``pdparams``, ``safetensors`` or
-        ``pth``; metadata is the safetensors header's ``__metadata__`` (else empty).
+    :param path: a file, or a PaddleClas inference model: its directory (holding
+        ``inference.pdiparams``), its ``.pdiparams`` or its program (``.pdmodel``/``.json``).
+    :returns: ``(state, format, metadata)``; format is ``pdparams``, ``safetensors``,
+        ``pth`` or ``paddle-inference``; metadata is the safetensors header's
+        ``__metadata__`` (else empty).
     """
     path = Path(path)
+    inference_model = find_inference_model(path)
+    if inference_model is not None:
+        arrays = read_inference_model(inference_model)
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}, "paddle-inference", {}
     if not path.is_file():
         raise WeightFileError(f"{path}: no such weight file")
     fmt = _sniff_format(path)
@@ -143,19 +153,24 @@ def read_weight_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], str, d
 
 
 def is_paddle_naming(state: dict[str, Tensor]) -> bool:
-    """Whether keys follow PaddleClas's names (``*._conv.weight``, ``out.weight``)."""
-    return any(k.endswith("._conv.weight") for k in state)
+    """Whether keys follow PaddleClas's structured names (``*._conv.weight``) or its
+    parameter names (``*_weights``, as in inference models)."""
+    return any(k.endswith(("._conv.weight", "_weights")) for k in state)
 
 
 def from_paddle_names(state: dict[str, Tensor], model: Res2Net) -> dict[str, Tensor]:
-    """Rename a PaddleClas state dict to ``model``'s keys; unknown keys are kept as they are.
+    """Rename a PaddleClas state dict (structured or parameter names) to ``model``'s keys;
+    unknown keys are kept as they are.
 
     The head weight is transposed (Paddle's Linear stores [in, out]).
     """
     reverse = {theirs: ours for ours, theirs in paddle_names(model).items()}
+    reverse.update(
+        {theirs: ours for ours, theirs in paddle_names(model, parameter_names=True).items()}
+    )
     out = {}
     for key, value in state.items():
-        if key == PADDLE_HEAD_WEIGHT and value.ndim == 2:
+        if key in (PADDLE_HEAD_WEIGHT, PADDLE_HEAD_PARAMETER) and value.ndim == 2:
             value = value.t().contiguous()
         out[reverse.get(key, key)] = value
     return out
@@ -175,15 +190,22 @@ def to_paddle_names(state: dict[str, Tensor], model: Res2Net) -> dict[str, Tenso
 
 
 @functools.cache
-def _signature(config: Res2NetConfig) -> tuple[frozenset, frozenset]:
-    """(our (key, shape) set, Paddle's (key, shape) set) of a network of ``config``."""
+def _signature(config: Res2NetConfig) -> tuple[frozenset, frozenset, frozenset]:
+    """The (key, shape) sets of a network of ``config``: ours, PaddleClas's structured
+    names (``.pdparams``) and its parameter names (inference models)."""
     with torch.device("meta"):
         model = Res2Net(config)
-    ours = {(k, tuple(v.shape)) for k, v in model.state_dict().items()}
-    ours = {item for item in ours if not item[0].endswith("num_batches_tracked")}
-    paddle = {(n, tuple(model.state_dict()[k].shape)) for k, n in paddle_names(model).items()}
-    paddle = {(k, s[::-1]) if k == PADDLE_HEAD_WEIGHT else (k, s) for k, s in paddle}
-    return frozenset(ours), frozenset(paddle)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ours = {(k, s) for k, s in shapes.items() if not k.endswith("num_batches_tracked")}
+
+    def paddle(parameter_names: bool) -> frozenset:
+        names = paddle_names(model, parameter_names=parameter_names)
+        # Paddle's Linear stores [in, out]: the head weight's shape is reversed.
+        return frozenset(
+            (n, shapes[k][::-1] if k == "fc.weight" else shapes[k]) for k, n in names.items()
+        )
+
+    return frozenset(ours), paddle(False), paddle(True)
 
 
 # A candidate architecture for :func:`guess_model`: (name, config, family), the family being
@@ -198,15 +220,18 @@ def guess_model(state: dict[str, Tensor], candidates: Sequence[Candidate]) -> st
     """
 
     def body(sig):
-        return {(k, s) for k, s in sig if not k.startswith(("fc.", "out."))}
+        return {(k, s) for k, s in sig if not k.startswith(("fc.", "out.", "fc_"))}
 
     found = body((k, tuple(v.shape)) for k, v in state.items() if "num_batches" not in k)
     paddle_named = is_paddle_naming(state)
     family = "paddleclas" if paddle_named else "official"
+    which = 0
+    if paddle_named:
+        which = 1 if any(k.endswith("._conv.weight") for k in state) else 2
     matches = [
         (fam != family, name)
         for name, config, fam in candidates
-        if found == body(_signature(config)[1 if paddle_named else 0])
+        if found == body(_signature(config)[which])
     ]
     return min(matches, key=lambda m: m[0])[1] if matches else None
 
@@ -338,14 +363,19 @@ def convert_weights(
     naming: str = "res2net",
     candidates: Sequence[Candidate] = (),
 ) -> Path:
-    """Load ``src`` into ``model`` (strictly) and write the result as ``.safetensors``.
+    """Load ``src`` into ``model`` (strictly) and write the result to ``dst``.
+
+    A ``dst`` ending in ``.pdparams`` gets PaddleClas's file (:func:`save_pdparams`);
+    any other name gets ``.safetensors``.
 
     :param name: the model's registered name, for the file's metadata.
     :param naming: ``"res2net"`` (ours, = timm's keys) or ``"timm"`` (identical keys; the
-        metadata says so) for the output file. The name-level entry point, which checks
-        the flavour, is :func:`res2net.builder.convert_weights`.
+        metadata says so) for a ``.safetensors`` output. The name-level entry point, which
+        checks the flavour, is :func:`res2net.builder.convert_weights`.
     """
     report = load_weights(model, src, candidates=candidates)
+    if Path(dst).suffix.lower() == ".pdparams":
+        return save_pdparams(model, dst)
     metadata = {
         "format": "res2net" if naming == "res2net" else "pt",
         "model": name,
@@ -355,3 +385,30 @@ def convert_weights(
         "config": json.dumps(asdict(model.config)),
     }
     return save_safetensors(model.state_dict(), dst, metadata)
+
+
+def save_pdparams(model: Res2Net, path: str | os.PathLike) -> Path:
+    """Write ``model``'s weights as a ``.pdparams`` that PaddleClas's network of the same
+    architecture loads with ``set_state_dict(paddle.load(path))``: its structured names,
+    shapes (the head transposed) and float32, and its table of parameter names.
+
+    :raises ValueError: ``model`` is of the official flavour, which PaddleClas's networks do
+        not compute (the weights would load and give other results), or has no classifier.
+    """
+    if model.config.flavour != "paddle":
+        raise ValueError(
+            f"model= is {_arch_name(model.config)}: PaddleClas's networks compute the "
+            "paddle flavour only, so they would load these weights and compute something "
+            "else; write .safetensors instead (see README, 'Two flavours')"
+        )
+    state = model.state_dict()
+    if not all(k in state for k in HEAD_KEYS):
+        raise ValueError("model= has no classifier; PaddleClas's networks always have one")
+    arrays = {
+        name: value.detach().to("cpu", torch.float32).numpy()
+        for name, value in to_paddle_names(state, model).items()
+    }
+    structured = paddle_names(model)
+    parameters = paddle_names(model, parameter_names=True)
+    table = {structured[k]: parameters[k] for k in structured}
+    return write_pdparams(arrays, table, path)

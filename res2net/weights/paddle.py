@@ -9,6 +9,7 @@ array needs to checked stand-ins of its own and refuses everything else before i
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import pickletools
 import re
@@ -294,53 +295,178 @@ def _stage_letters(depth: int, deep_stem: bool, stage: int, index: int) -> str:
     return chr(ord("a") + index)
 
 
-def paddle_names(model: Res2Net) -> dict[str, str]:
-    """Map each of ``model``'s state-dict keys (timm layout) to its PaddleClas name.
+def _paddle_layers(model: Res2Net) -> dict[str, tuple[str, str, str]]:
+    """Our module path -> (PaddleClas sublayer path, kind, PaddleClas layer name).
 
-    BatchNorm ``num_batches_tracked`` buffers have no Paddle counterpart and are left out.
+    The kind is "conv", "bn" or "fc". The layer name is the ``name=`` PaddleClas's
+    ``ConvBNLayer`` receives, from which it names its parameters (``ParamAttr(name=...)``).
     """
     cfg = model.config
-    # Module path (ours) -> Paddle layer prefix and kind ("conv", "bn" or "fc").
-    modules: dict[str, tuple[str, str]] = {}
+    layers: dict[str, tuple[str, str, str]] = {}
+
+    def conv_bn(conv: str, bn: str, path: str, name: str) -> None:
+        layers[conv] = (path, "conv", name)
+        layers[bn] = (path, "bn", name)
+
     if cfg.deep_stem:
-        for ours, paddle_layer in (("0", "conv1_1"), ("3", "conv1_2"), ("6", "conv1_3")):
-            modules[f"conv1.{ours}"] = (paddle_layer, "conv")
-        modules["conv1.1"] = ("conv1_1", "bn")
-        modules["conv1.4"] = ("conv1_2", "bn")
-        modules["bn1"] = ("conv1_3", "bn")
+        conv_bn("conv1.0", "conv1.1", "conv1_1", "conv1_1")
+        conv_bn("conv1.3", "conv1.4", "conv1_2", "conv1_2")
+        conv_bn("conv1.6", "bn1", "conv1_3", "conv1_3")
     else:
-        modules["conv1"] = ("conv1", "conv")
-        modules["bn1"] = ("conv1", "bn")
+        conv_bn("conv1", "bn1", "conv1", "conv1")
     for s, stage in enumerate(model.stages):
         for i, block in enumerate(stage):
             ours, theirs = f"layer{s + 1}.{i}", f"bb_{s}_{i}"
-            letters = _stage_letters(cfg.depth, cfg.deep_stem, s, i)
-            for a, b, paddle_layer in (("conv1", "bn1", "conv0"), ("conv3", "bn3", "conv2")):
-                modules[f"{ours}.{a}"] = (f"{theirs}.{paddle_layer}", "conv")
-                modules[f"{ours}.{b}"] = (f"{theirs}.{paddle_layer}", "bn")
+            name = f"res{s + 2}{_stage_letters(cfg.depth, cfg.deep_stem, s, i)}"
+            conv_bn(f"{ours}.conv1", f"{ours}.bn1", f"{theirs}.conv0", f"{name}_branch2a")
+            conv_bn(f"{ours}.conv3", f"{ours}.bn3", f"{theirs}.conv2", f"{name}_branch2c")
             for k in range(len(block.convs)):
-                branch = f"{theirs}.res{s + 2}{letters}_branch2b_{k + 1}"
-                modules[f"{ours}.convs.{k}"] = (branch, "conv")
-                modules[f"{ours}.bns.{k}"] = (branch, "bn")
+                branch = f"{name}_branch2b_{k + 1}"
+                conv_bn(f"{ours}.convs.{k}", f"{ours}.bns.{k}", f"{theirs}.{branch}", branch)
             if block.downsample is not None:
                 # The shortcut's conv and BN are the last two modules of the Sequential.
                 n = len(block.downsample)
-                modules[f"{ours}.downsample.{n - 2}"] = (f"{theirs}.short", "conv")
-                modules[f"{ours}.downsample.{n - 1}"] = (f"{theirs}.short", "bn")
-    modules["fc"] = ("out", "fc")
+                conv_bn(
+                    f"{ours}.downsample.{n - 2}",
+                    f"{ours}.downsample.{n - 1}",
+                    f"{theirs}.short",
+                    f"{name}_branch1",
+                )
+    layers["fc"] = ("out", "fc", "fc")
+    return layers
 
+
+# PaddleClas's ConvBNLayer: BN parameter names end in these (res2net.py / res2net_vd.py).
+_BN_PARAMETER_SUFFIX = {
+    "weight": "_scale",
+    "bias": "_offset",
+    "running_mean": "_mean",
+    "running_var": "_variance",
+}
+
+
+def _parameter_name(layer: str, kind: str, attr: str) -> str:
+    """PaddleClas's parameter name: ``res2a_branch2a_weights``, ``bn2a_branch2a_scale`` ...
+
+    Its ConvBNLayer names the BN ``"bn_" + name`` for ``conv1`` and ``"bn" + name[3:]``
+    otherwise (``res2a_...`` -> ``bn2a_...``, and so ``conv1_1`` -> ``bnv1_1``); the classifier's
+    parameters are ``fc_weights`` and ``fc_offset``.
+    """
+    if kind == "bn":
+        bn = "bn_" + layer if layer == "conv1" else "bn" + layer[3:]
+        return bn + _BN_PARAMETER_SUFFIX[attr]
+    return layer + ("_weights" if attr == "weight" else "_offset")
+
+
+def paddle_names(model: Res2Net, *, parameter_names: bool = False) -> dict[str, str]:
+    """Map each of ``model``'s state-dict keys (timm layout) to its PaddleClas name.
+
+    :param parameter_names: give PaddleClas's parameter names (``res2a_branch2a_weights``:
+        what inference models and ``StructuredToParameterName@@`` use) instead of its
+        structured names (``bb_0_0.conv0._conv.weight``: what ``state_dict()`` uses).
+
+    BatchNorm ``num_batches_tracked`` buffers have no Paddle counterpart and are left out.
+    """
+    layers = _paddle_layers(model)
     names: dict[str, str] = {}
     for key in model.state_dict():
         module_path, _, attr = key.rpartition(".")
         if attr == "num_batches_tracked":
             continue
-        if module_path not in modules:
+        if module_path not in layers:
             raise KeyError(f"no PaddleClas name for {key}")
-        prefix, kind = modules[module_path]
-        if kind == "conv":
+        prefix, kind, layer = layers[module_path]
+        if parameter_names:
+            names[key] = _parameter_name(layer, kind, attr)
+        elif kind == "conv":
             names[key] = f"{prefix}._conv.{attr}"
         elif kind == "bn":
             names[key] = f"{prefix}._batch_norm.{_BN_SUFFIX[attr]}"
         else:
             names[key] = f"{prefix}.{attr}"
     return names
+
+
+# -- writing ---------------------------------------------------------------------------------
+# The file is written opcode by opcode rather than with pickle.dump: numpy 2 names its array
+# constructor numpy._core.multiarray._reconstruct, which the numpy 1.x that PaddleClas pins
+# cannot import, while numpy.core.multiarray._reconstruct loads in both. Protocol 3 carries
+# each array's bytes as one raw BINBYTES string (protocol 2 would pass them as latin-1 text
+# through _codecs.encode); paddle.save itself writes protocol 4, a superset.
+_PROTOCOL = 3
+_MAX_BINBYTES = 2**32 - 1
+
+
+def _text(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return b"X" + len(data).to_bytes(4, "little") + data  # BINUNICODE
+
+
+def _int(value: int) -> bytes:
+    return b"J" + value.to_bytes(4, "little", signed=True)  # BININT
+
+
+def _tuple(*items: bytes) -> bytes:
+    return b"(" + b"".join(items) + b"t"  # MARK ... TUPLE
+
+
+def _dtype_pickle(dtype: np.dtype) -> bytes:
+    # numpy.dtype("f4", False, True), then its state (version 3, byte order, no sub-array,
+    # no fields, itemsize and alignment -1 for a builtin type, no flags).
+    order = "|" if dtype.itemsize == 1 else "<"
+    call = b"cnumpy\ndtype\n" + _tuple(_text(dtype.str[1:]), b"\x89", b"\x88") + b"R"
+    state = _tuple(_int(3), _text(order), b"N", b"N", b"N", _int(-1), _int(-1), _int(0))
+    return call + state + b"b"
+
+
+def _array_pickle(array: np.ndarray) -> bytes:
+    # numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b"b"), then its state
+    # (version 1, shape, dtype, Fortran order False, raw little-endian C-order bytes).
+    array = np.asarray(array, dtype=np.asarray(array).dtype.newbyteorder("<"), order="C")
+    raw = array.tobytes()
+    if len(raw) > _MAX_BINBYTES:
+        raise ValueError(f"array of {len(raw):,} bytes is too large for one pickle string")
+    new = (
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+        + _tuple(_int(0))
+        + b"C\x01b"  # SHORT_BINBYTES b"b"
+        + b"\x87R"  # TUPLE3, REDUCE
+    )
+    shape = _tuple(*(_int(size) for size in array.shape))
+    data = b"B" + len(raw).to_bytes(4, "little") + raw  # BINBYTES
+    state = _tuple(_int(1), shape, _dtype_pickle(array.dtype), b"\x89", data)
+    return new + state + b"b"
+
+
+def pdparams_bytes(arrays: dict[str, np.ndarray], parameter_names: dict[str, str]) -> bytes:
+    """A ``.pdparams`` pickle as ``paddle.save(layer.state_dict())`` lays it out: a dict of
+    structured name -> numpy array, plus ``StructuredToParameterName@@``, the table of
+    structured name -> parameter name. Nothing but arrays, strings and that table is in it.
+
+    :param arrays: structured name -> array (numeric dtypes only).
+    :param parameter_names: structured name -> PaddleClas parameter name.
+    """
+    parts = [b"\x80" + bytes([_PROTOCOL]), b"}("]
+    for name, array in arrays.items():
+        if not _DTYPE_SPEC.fullmatch(array.dtype.str):
+            raise ValueError(f"{name}: dtype {array.dtype} is not a plain numeric type")
+        parts += [_text(name), _array_pickle(array)]
+    table = [_text(k) + _text(v) for k, v in parameter_names.items()]
+    parts += [_text(LEGACY_NAMES_KEY), b"}(", *table, b"u", b"u."]  # SETITEMS, STOP
+    return b"".join(parts)
+
+
+def write_pdparams(
+    arrays: dict[str, np.ndarray], parameter_names: dict[str, str], path: str | Path
+) -> Path:
+    """Write :func:`pdparams_bytes` to ``path`` atomically (a temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(pdparams_bytes(arrays, parameter_names))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
