@@ -247,10 +247,12 @@ def _truncated_jpeg(data: bytes) -> bool:
     a warning, filling the missing part with gray, and OpenCV returns that image; Pillow
     refuses it, and so do we (as res2net-cpp does). Inside entropy-coded data every 0xFF is
     followed by 0x00 or a restart marker, so the last start-of-scan (FF DA) begins the last
-    scan, and a complete file has an end-of-image (FF D9) after it."""
+    scan, and a complete file has an end-of-image (FF D9) after it: no start-of-scan follows
+    the last end-of-image (searched from the end, so only the file's tail is scanned)."""
     if not data.startswith(b"\xff\xd8"):
         return False
-    return data.find(b"\xff\xd9", max(data.rfind(b"\xff\xda"), 0)) < 0
+    end = data.rfind(b"\xff\xd9")
+    return end < 0 or data.find(b"\xff\xda", end) >= 0
 
 
 def _opencv_decode(data: bytes, name: str) -> np.ndarray:
