@@ -236,8 +236,8 @@ def _check_budget(
         kind = " ".join(filter(None, (header.format, header.mode)))
         raise ImageDecodeError(
             f"{name}: {header.width}x{header.height} = {pixels:,} pixels ({kind}) take "
-            f"{cost / 1e6:,.0f} MB to decode, over the limit of {budget / 1e6:,.0f} MB (an "
-            f"RGB photo of {max_pixels:,} pixels; possible decompression bomb); raise "
+            f"{cost / 1e6:,.1f} MB to decode, over the limit of {max_pixels:,} pixels of an "
+            f"RGB photo ({budget / 1e6:,.1f} MB; possible decompression bomb); raise "
             "max_pixels / --max-pixels if the image is trusted"
         )
 
