@@ -54,6 +54,8 @@ _ORIENTATION_BYTES_PER_PIXEL = 4
 # its route then adds an RGB image (4) and the array handed on (3).
 _PILLOW_STORAGE = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
 _PILLOW_ROUTE_EXTRA = 4 + 3
+# Modes that load_image leaves to OpenCV: Pillow would widen them to 32-bit integers.
+_OPENCV_MODES = frozenset({"CMYK", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 # The unit of the budget: what an 8-bit RGB JPEG costs per pixel, so that ``max_pixels``
 # still means "pixels of an ordinary photo" while a costlier file is held to its bytes.
 BUDGET_BYTES_PER_PIXEL = _OPENCV_BYTES_PER_PIXEL["JPEG"]
@@ -178,8 +180,9 @@ def decode_array(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PI
 def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode ``source`` to an 8-bit RGB PIL image, as PaddleClas's predictor would see it.
 
-    Pillow decodes (timm's decoder); CMYK JPEGs, whose conversion is OpenCV's own, go through
-    :func:`decode_array`. Arguments and errors as :func:`decode_array`.
+    Pillow decodes (timm's decoder), except CMYK and 16-bit images in formats OpenCV reads:
+    their conversion is OpenCV's own, and Pillow's route to it would hold several times the
+    budgeted bytes. Arguments and errors as :func:`decode_array`.
     """
     name = describe_source(source)
     if isinstance(source, np.ndarray):
@@ -190,8 +193,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     data = _source_bytes(source, name, max_pixels)
     header = read_header(data, name)
     _check_budget(header, name, max_pixels)
-    if header.mode == "CMYK" and header.format in ("JPEG", "MPO"):
-        return Image.fromarray(np.ascontiguousarray(_opencv_decode(data, name)[..., ::-1]))
+    if header.mode in _OPENCV_MODES and header.format in _OPENCV_BYTES_PER_PIXEL:
+        pixels = _opencv_decode(data, name)
+        return Image.fromarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=pixels))
     return _pillow_decode(data, name)
 
 
