@@ -117,7 +117,7 @@ def read_header(data: bytes, name: str = "<bytes>") -> ImageHeader:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(BytesIO(data)) as image:
-                rotated = "exif" in image.info and image.getexif().get(0x0112, 1) not in (0, 1)
+                rotated = "exif" in image.info and _orientation(image) not in (0, 1)
                 return ImageHeader(image.width, image.height, image.mode, image.format, rotated)
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(
@@ -128,6 +128,15 @@ def read_header(data: bytes, name: str = "<bytes>") -> ImageHeader:
     except Exception as exc:  # a header parser's OSError, SyntaxError, struct.error ...
         reason = str(exc) or type(exc).__name__
         raise ImageDecodeError(f"{name}: corrupt image header ({reason})") from None
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag; an unreadable EXIF block counts as rotated (the decoder may
+    still read one, and then makes the copy that a rotation costs)."""
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a corrupt EXIF block is not a corrupt image
+        return -1
 
 
 def header_bytes(header: ImageHeader) -> int:
