@@ -155,5 +155,5 @@ def test_decoded_png_bomb_is_refused_by_pixels_not_bytes():
     Image.new("L", (9000, 9000)).save(buf, "PNG")
     from res2net.data.images import ImageDecodeError, load_image
 
-    with pytest.raises(ImageDecodeError, match="81,000,000 pixels is over the limit"):
+    with pytest.raises(ImageDecodeError, match="81,000,000 pixels .* over the limit"):
         load_image(buf.getvalue(), max_pixels=50_000_000)

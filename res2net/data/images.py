@@ -4,7 +4,15 @@ PaddleClas's deploy predictor decodes with ``cv2.imread(path)`` (``IMREAD_COLOR`
 BGR to RGB. That flag means: grayscale is replicated to three channels, alpha is dropped
 (not composited), 16-bit samples keep their high byte, CMYK JPEGs are converted with
 OpenCV's integer formula, and the EXIF orientation is applied.
-:func:`load_image` gives the same pixels with Pillow, so the package needs no OpenCV.
+
+:func:`decode_array` does exactly that with ``cv2.imdecode`` for the formats OpenCV reads
+(JPEG, PNG, BMP, TIFF, WebP, PNM), and with Pillow, to the same rules, for the rest (GIF
+and other formats that PaddleClas's OpenCV cannot read). :func:`load_image` gives a PIL
+image (Pillow's decoder) for timm-style preprocessing and datasets.
+
+Every input is budgeted before it is decoded, in the bytes its decoding holds at the peak
+(:func:`decoded_bytes`, from the header alone), and files are read only when they are
+regular files under a size cap.
 """
 
 from __future__ import annotations
@@ -14,9 +22,13 @@ import warnings
 from collections.abc import Iterable
 from io import BytesIO
 from pathlib import Path
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
+
+from res2net.data.files import InputFileError, read_regular_file
 
 # Pillow's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS): about 0.25 GiB as RGBA.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -28,9 +40,48 @@ IMAGE_SUFFIXES = frozenset(
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
+# Peak bytes per pixel that decoding holds, by route. OpenCV (5.1, measured as the growth of
+# a fresh process's peak RSS; tests/test_image_budget.py holds each against the real thing):
+# its 8-bit BGR result plus one more buffer of that size, whatever the source mode (CMYK,
+# 16-bit and alpha are converted row by row); WebP decodes to BGRA first; TIFF holds a
+# 4-channel copy of its own.
+_OPENCV_BYTES_PER_PIXEL = {
+    "JPEG": 6, "MPO": 6, "PNG": 6, "BMP": 6, "DIB": 6, "PPM": 6, "WEBP": 8, "TIFF": 16,
+}  # fmt: skip
+# An EXIF rotation or flip makes one more copy of the result (OpenCV's and ours alike).
+_ORIENTATION_BYTES_PER_PIXEL = 4
+# Pillow holds 1 byte per pixel for these modes, 2 for 16-bit and 4 for every other mode;
+# its route then adds an RGB image (4) and the array handed on (3).
+_PILLOW_STORAGE = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_PILLOW_ROUTE_EXTRA = 4 + 3
+# Modes that load_image leaves to OpenCV: Pillow would widen them to 32-bit integers.
+_OPENCV_MODES = frozenset({"CMYK", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+# The unit of the budget: what an 8-bit RGB JPEG costs per pixel, so that ``max_pixels``
+# still means "pixels of an ordinary photo" while a costlier file is held to its bytes.
+BUDGET_BYTES_PER_PIXEL = _OPENCV_BYTES_PER_PIXEL["JPEG"]
+# Headers, EXIF and ICC profiles on top of the largest uncompressed 8-bit RGB file.
+_FILE_SLACK_BYTES = 16 << 20
+
 
 class ImageDecodeError(ValueError):
     """An input could not be turned into an RGB image; the message names it and says why."""
+
+
+class Decoded(NamedTuple):
+    """Decoded 8-bit pixels, H x W x 3, in BGR order when ``bgr`` (as OpenCV gives them)."""
+
+    pixels: np.ndarray
+    bgr: bool
+
+
+class ImageHeader(NamedTuple):
+    """What an encoded image's header says, read without decoding its pixels."""
+
+    width: int
+    height: int
+    mode: str
+    format: str | None
+    rotated: bool
 
 
 def describe_source(source: ImageSource) -> str:
@@ -46,24 +97,123 @@ def describe_source(source: ImageSource) -> str:
     return f"<{type(source).__name__}>"
 
 
-def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode ``source`` to an 8-bit RGB image, as PaddleClas's predictor would see it.
+def decode_budget(max_pixels: int | None) -> int | None:
+    """The decoding budget in bytes that ``max_pixels`` stands for (``None``: no budget)."""
+    return None if max_pixels is None else max_pixels * BUDGET_BYTES_PER_PIXEL
+
+
+def max_file_bytes(max_pixels: int | None) -> int | None:
+    """The largest image file read under ``max_pixels``: an uncompressed 8-bit RGB file of
+    that many pixels, plus room for metadata (``None``: no cap)."""
+    return None if max_pixels is None else max_pixels * 3 + _FILE_SLACK_BYTES
+
+
+def read_header(data: bytes, name: str = "<bytes>") -> ImageHeader:
+    """Size, mode and format of encoded image ``data`` from its header (no pixels decoded).
+
+    :raises ImageDecodeError: not an image format Pillow or OpenCV knows, or a corrupt header.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(BytesIO(data)) as image:
+                rotated = "exif" in image.info and _orientation(image) not in (0, 1)
+                return ImageHeader(image.width, image.height, image.mode, image.format, rotated)
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError(
+            f"{name}: not an image (no known image format; {len(data)} bytes)"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"{name}: over Pillow's pixel limit ({exc})") from None
+    except Exception as exc:  # a header parser's OSError, SyntaxError, struct.error ...
+        reason = str(exc) or type(exc).__name__
+        raise ImageDecodeError(f"{name}: corrupt image header ({reason})") from None
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag; an unreadable EXIF block counts as rotated (the decoder may
+    still read one, and then makes the copy that a rotation costs)."""
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a corrupt EXIF block is not a corrupt image
+        return -1
+
+
+def header_bytes(header: ImageHeader) -> int:
+    """Peak bytes that decoding an image with this header holds (see :func:`decoded_bytes`)."""
+    per_pixel = _OPENCV_BYTES_PER_PIXEL.get(header.format or "")
+    if per_pixel is None:
+        per_pixel = _PILLOW_STORAGE.get(header.mode, 4) + _PILLOW_ROUTE_EXTRA
+    if header.rotated:
+        per_pixel += _ORIENTATION_BYTES_PER_PIXEL
+    return header.width * header.height * per_pixel
+
+
+def decoded_bytes(data: bytes) -> int:
+    """What decoding encoded image ``data`` costs in memory, in bytes, from its header alone:
+    an upper bound on the peak that :func:`decode_array` (and PaddleClas-style preprocessing)
+    holds for it, by format and mode (a CMYK TIFF costs more than a grayscale PNG).
+
+    Compare it with :func:`decode_budget` of a pixel limit, or with a server's own budget.
+
+    :raises ImageDecodeError: not an image, or a corrupt header.
+    """
+    return header_bytes(read_header(data))
+
+
+def decode_array(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode ``source`` to 8-bit 3-channel pixels exactly as ``cv2.imread(path)`` would.
 
     :param source: a file path, encoded file bytes, a PIL image, or an H x W (x 1/3/4) uint8
         array in RGB(A) order.
-    :param max_pixels: refuse images with more pixels than this (decompression bombs) before
-        decoding them; ``None`` for no limit of ours (Pillow's hard cap of twice its
-        ``Image.MAX_IMAGE_PIXELS`` still applies).
-    :raises ImageDecodeError: empty, truncated, corrupt or non-image data, or too many pixels.
+    :param max_pixels: the budget, in pixels of an 8-bit RGB JPEG: an input whose decoding
+        would hold more bytes than such a photo (:func:`decoded_bytes`) is refused before it
+        is decoded, and files over :func:`max_file_bytes` are not read. ``None``: no budget.
+    :raises ImageDecodeError: empty, truncated, corrupt or non-image data, a path that is
+        not a regular file, or over the budget.
     """
     name = describe_source(source)
     if isinstance(source, np.ndarray):
-        return _from_array(source, name, max_pixels)
+        return Decoded(_from_array(source, name, max_pixels), bgr=False)
     if isinstance(source, Image.Image):
-        _check_pixels(source, name, max_pixels)
+        _check_decoded(source, name, max_pixels)
+        return Decoded(np.asarray(_to_rgb(source)), bgr=False)
+    data = _source_bytes(source, name, max_pixels)
+    header = read_header(data, name)
+    _check_budget(header, name, max_pixels)
+    if header.format in _OPENCV_BYTES_PER_PIXEL:
+        return Decoded(_opencv_decode(data, name), bgr=True)
+    return Decoded(np.asarray(_pillow_decode(data, name)), bgr=False)
+
+
+def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` to an 8-bit RGB PIL image, as PaddleClas's predictor would see it.
+
+    Pillow decodes (timm's decoder), except CMYK and 16-bit images in formats OpenCV reads:
+    their conversion is OpenCV's own, and Pillow's route to it would hold several times the
+    budgeted bytes. Arguments and errors as :func:`decode_array`.
+    """
+    name = describe_source(source)
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(_from_array(source, name, max_pixels))
+    if isinstance(source, Image.Image):
+        _check_decoded(source, name, max_pixels)
         return _to_rgb(source)
+    data = _source_bytes(source, name, max_pixels)
+    header = read_header(data, name)
+    _check_budget(header, name, max_pixels)
+    if header.mode in _OPENCV_MODES and header.format in _OPENCV_BYTES_PER_PIXEL:
+        pixels = _opencv_decode(data, name)
+        return Image.fromarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=pixels))
+    return _pillow_decode(data, name)
+
+
+def _source_bytes(source: ImageSource, name: str, max_pixels: int | None) -> bytes:
     if isinstance(source, (str, os.PathLike)):
-        data = _read_file(Path(source), name)
+        try:
+            data = read_regular_file(source, max_file_bytes(max_pixels))
+        except InputFileError as exc:
+            raise ImageDecodeError(str(exc)) from None
     elif isinstance(source, bytes):
         data = source
     else:
@@ -72,30 +222,77 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         )
     if not data:
         raise ImageDecodeError(f"{name}: empty file (0 bytes); nothing to decode")
-    return _decode(data, name, max_pixels)
+    return data
 
 
-def _read_file(path: Path, name: str) -> bytes:
+def _check_decoded(image: Image.Image | np.ndarray, name: str, max_pixels: int | None) -> None:
+    """An image already in memory costs the budget as many pixels of a photo would."""
+    if isinstance(image, Image.Image):
+        header = ImageHeader(image.width, image.height, image.mode, None, rotated=False)
+    else:
+        header = ImageHeader(image.shape[1], image.shape[0], "array", None, rotated=False)
+    cost = header.width * header.height * BUDGET_BYTES_PER_PIXEL
+    _check_budget(header, name, max_pixels, cost)
+
+
+def _check_budget(
+    header: ImageHeader, name: str, max_pixels: int | None, cost: int | None = None
+) -> None:
+    """Refuse ``header``'s image when decoding it (``cost`` bytes, default its
+    :func:`header_bytes`) is over the budget that ``max_pixels`` stands for."""
+    budget = decode_budget(max_pixels)
+    if budget is None:
+        return
+    cost = header_bytes(header) if cost is None else cost
+    if cost > budget:
+        pixels = header.width * header.height
+        kind = " ".join(filter(None, (header.format, header.mode)))
+        raise ImageDecodeError(
+            f"{name}: {header.width}x{header.height} = {pixels:,} pixels ({kind}) take "
+            f"{cost / 1e6:,.1f} MB to decode, over the limit of {max_pixels:,} pixels of an "
+            f"RGB photo ({budget / 1e6:,.1f} MB; possible decompression bomb); raise "
+            "max_pixels / --max-pixels if the image is trusted"
+        )
+
+
+def _truncated_jpeg(data: bytes) -> bool:
+    """Whether a JPEG stops before its end-of-image marker. libjpeg decodes such a file with
+    a warning, filling the missing part with gray, and OpenCV returns that image; Pillow
+    refuses it, and so do we (as res2net-cpp does). Inside entropy-coded data every 0xFF is
+    followed by 0x00 or a restart marker, so the last start-of-scan (FF DA) begins the last
+    scan, and a complete file has an end-of-image (FF D9) after it: no start-of-scan follows
+    the last end-of-image (searched from the end, so only the file's tail is scanned)."""
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    end = data.rfind(b"\xff\xd9")
+    return end < 0 or data.find(b"\xff\xda", end) >= 0
+
+
+def _opencv_decode(data: bytes, name: str) -> np.ndarray:
+    if _truncated_jpeg(data):
+        raise ImageDecodeError(
+            f"{name}: truncated image data (the JPEG ends before its end-of-image marker)"
+        )
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageDecodeError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageDecodeError(f"{name}: is a folder, not an image file") from None
-    except OSError as exc:
-        raise ImageDecodeError(f"{name}: cannot read ({exc.strerror or exc})") from None
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        reason = (exc.err or str(exc)).strip()
+        raise ImageDecodeError(f"{name}: corrupt image data ({reason})") from None
+    if pixels is None:
+        raise ImageDecodeError(
+            f"{name}: truncated or corrupt image data (OpenCV cannot decode its "
+            f"{len(data)} bytes)"
+        )
+    return pixels
 
 
-def _decode(data: bytes, name: str, max_pixels: int | None) -> Image.Image:
+def _pillow_decode(data: bytes, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            # Our own limit replaces Pillow's warning; its hard error is still reported below.
+            # Our own budget replaces Pillow's warning; its hard error is still reported below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(BytesIO(data))
-            _check_pixels(image, name, max_pixels)
             image.load()
-    except ImageDecodeError:
-        raise
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(
             f"{name}: not an image (no known image format; {len(data)} bytes)"
@@ -107,16 +304,6 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image.Image:
         kind = "truncated" if "truncated" in reason.lower() else "corrupt"
         raise ImageDecodeError(f"{name}: {kind} image data ({reason})") from None
     return _to_rgb(image)
-
-
-def _check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None:
-    pixels = image.width * image.height
-    if max_pixels is not None and pixels > max_pixels:
-        raise ImageDecodeError(
-            f"{name}: {image.width}x{image.height} = {pixels:,} pixels is over the limit of "
-            f"{max_pixels:,} (possible decompression bomb); raise max_pixels / --max-pixels "
-            "if the image is trusted"
-        )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -151,7 +338,8 @@ def _cmyk_jpeg_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(rgb.astype(np.uint8), "RGB")
 
 
-def _from_array(array: np.ndarray, name: str, max_pixels: int | None) -> Image.Image:
+def _from_array(array: np.ndarray, name: str, max_pixels: int | None) -> np.ndarray:
+    """A uint8 gray, RGB or RGBA array as 8-bit RGB (alpha dropped, gray replicated)."""
     if array.dtype != np.uint8:
         raise ImageDecodeError(f"{name}: arrays must be uint8 (0-255); convert with .astype")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -160,9 +348,10 @@ def _from_array(array: np.ndarray, name: str, max_pixels: int | None) -> Image.I
         raise ImageDecodeError(f"{name}: expected an H x W, H x W x 3 or H x W x 4 array")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageDecodeError(f"{name}: empty image (a side of length 0)")
-    image = Image.fromarray(np.ascontiguousarray(array))  # L, RGB or RGBA from the shape
-    _check_pixels(image, name, max_pixels)
-    return image if image.mode == "RGB" else image.convert("RGB")
+    _check_decoded(array, name, max_pixels)
+    if array.ndim == 2:
+        return cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_GRAY2RGB)
+    return np.ascontiguousarray(array[:, :, :3])
 
 
 def collect_images(paths: Iterable[str | os.PathLike]) -> list[str]:

@@ -6,6 +6,11 @@ import functools
 import os
 from pathlib import Path
 
+from res2net.data.files import InputFileError, read_regular_file
+
+# ImageNet-21k's 21,843 names take about 0.5 MB; a label file 32 times that is not one.
+MAX_LABEL_FILE_BYTES = 16 << 20
+
 
 @functools.cache
 def _imagenet_labels() -> tuple[str, ...]:
@@ -26,13 +31,16 @@ def load_label_file(path: str | os.PathLike) -> list[str]:
     The ``id name`` form (``ppcls/utils/imagenet1k_label_list.txt``) is recognised when every
     line starts with an integer followed by a space; the ids must then be 0..N-1, each once.
 
-    :raises ValueError: missing/empty file, or ids that are repeated or leave gaps.
+    :raises ValueError: missing/empty file, not a regular file, over
+        :data:`MAX_LABEL_FILE_BYTES`, not UTF-8 text, or ids that are repeated or leave gaps.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"label file {path}: cannot read ({exc.strerror or exc})") from None
+        text = read_regular_file(path, MAX_LABEL_FILE_BYTES).decode("utf-8")
+    except InputFileError as exc:
+        raise ValueError(f"label file {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"label file {path}: not UTF-8 text ({exc.reason})") from None
     lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
     lines = [(n, line) for n, line in lines if line]
     if not lines:

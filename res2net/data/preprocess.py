@@ -6,6 +6,7 @@ carry it out are in :mod:`res2net.data.transforms`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -90,3 +91,34 @@ class Preprocess:
             std=tuple(float(v) for v in data["std"]),
             style=style,
         )
+
+
+def as_preprocess(value: Any, where: str = "preprocess") -> Preprocess:
+    """A :class:`Preprocess` from any documented form of one.
+
+    Accepted: ``None`` (PaddleClas's default), a :class:`Preprocess`, its dict form
+    (:meth:`Preprocess.to_dict`, e.g. ``load_exported(f).metadata["preprocess"]``), a whole
+    card or export metadata dict holding one under ``"preprocess"``
+    (``load_exported(f).metadata``), or an object with a ``Preprocess`` in its
+    ``preprocess`` attribute (a ``ModelCard``, a weight entry).
+
+    :param where: how the value is named in errors (the caller's argument name).
+    :raises PreprocessError: a dict with a bad key or value, naming it.
+    :raises TypeError: anything else, saying what to pass.
+    """
+    if value is None:
+        return Preprocess()
+    if isinstance(value, Preprocess):
+        return value
+    if isinstance(value, Mapping):
+        if "preprocess" in value:
+            return as_preprocess(value["preprocess"], f"{where}['preprocess']")
+        return Preprocess.from_dict(dict(value), where)
+    nested = getattr(value, "preprocess", None)
+    if isinstance(nested, Preprocess):
+        return nested
+    raise TypeError(
+        f"{where} must be a Preprocess, its dict form (Preprocess.to_dict(), as in an export's "
+        "metadata['preprocess']), a card or export metadata dict, or a ModelCard; "
+        f"got {type(value).__name__}"
+    )

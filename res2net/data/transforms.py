@@ -2,32 +2,36 @@
 
 ``style="paddle"`` is PaddleClas's deploy pipeline (``deploy/python/preprocess.py``:
 ResizeImage(resize_short=256) -> CropImage(224) -> NormalizeImage -> ToCHWImage, on the
-RGB image that ``cv2.imread`` + BGR->RGB gives). Its resize is OpenCV ``INTER_LINEAR`` on
-uint8: bilinear with half-pixel centres and NO antialiasing, in fixed point (11-bit
-weights, and the rounding of OpenCV's vectorised vertical pass). :func:`opencv_linear_resize`
-does that same integer arithmetic in torch, so our pixels equal PaddleClas's bit for bit
-without depending on OpenCV. (A float bilinear resize, e.g. torchvision's with
-``antialias=False``, leaves ~12% of pixels one level off; an antialiased one, PIL's or
-timm's, is a better downscaler but not what PaddleClas's weights were evaluated with.)
+RGB image that ``cv2.imread`` + BGR->RGB gives), on the library PaddleClas itself uses:
+``cv2.imdecode`` (:func:`res2net.data.images.decode_array`), ``cv2.resize`` with
+``INTER_LINEAR`` (bilinear, half-pixel centres, no antialiasing, 11-bit fixed point), the
+crop as a view, and the normalization as a 256-entry table per channel applied by
+``cv2.LUT`` straight into the CHW result (one pass, the same float32 values as NormalizeImage's
+arithmetic, which depends on the uint8 level alone). Only a resize too large to hold (a
+1 x 300,000 strip would become 256 x 76,800,000) computes the crop alone, with
+:func:`opencv_linear_resize`, a port of OpenCV's integer arithmetic that gives its pixels.
 
 ``style="timm"`` is timm's eval transform for the original release's weights: PIL bilinear
-(antialiased) resize of the short side to ``resize_short``, torchvision's center crop.
+(antialiased) resize of the short side to ``resize_short``, torchvision's center crop, and
+ToTensor + Normalize, done as the same kind of table (torchvision's float32 arithmetic on
+each uint8 level).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
-from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from res2net.data.preprocess import Preprocess
-
-PADDLE_DEFAULT = Preprocess()
+from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, decode_array, load_image
+from res2net.data.preprocess import Preprocess, as_preprocess
 
 _MODES = {
     "bilinear": InterpolationMode.BILINEAR,
@@ -115,27 +119,54 @@ def _interpolation(cfg: Preprocess) -> InterpolationMode:
         ) from None
 
 
-def _paddle_style(image: Image.Image, cfg: Preprocess) -> torch.Tensor:
-    width, height = image.size
+@functools.lru_cache(maxsize=32)
+def _paddle_tables(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """Per channel, NormalizeImage's float32 result for each uint8 level:
+    ``(x * float32(1/255) - mean) / std``, in the order and precision it computes them."""
+    levels = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)
+    return tuple((levels - np.float32(m)) / np.float32(s) for m, s in zip(mean, std, strict=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _timm_tables(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """Per channel, torchvision's ToTensor (``x / 255``) then Normalize (``(x - mean) / std``)
+    for each uint8 level, computed by torch in float32 as those transforms do."""
+    levels = torch.arange(256, dtype=torch.float32).div(255)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32)
+    std_t = torch.as_tensor(std, dtype=torch.float32)
+    return tuple(((levels - mean_t[c]) / std_t[c]).numpy() for c in range(3))
+
+
+def _normalize_chw(crop: np.ndarray, tables: tuple[np.ndarray, ...], bgr: bool) -> torch.Tensor:
+    """uint8 H x W x 3 -> float32 3 x H x W RGB through each channel's table (one pass)."""
+    out = np.empty((3, *crop.shape[:2]), dtype=np.float32)
+    planes = cv2.split(crop)
+    for channel, table in enumerate(tables):
+        cv2.LUT(planes[2 - channel if bgr else channel], table, dst=out[channel])
+    return torch.from_numpy(out)
+
+
+# Above this many resized pixels (about 96 MB as RGB) only the crop is computed: an ordinary
+# photo (any aspect ratio up to 1:512 at a 256 short side) takes the full, exact resize; a
+# 1 x 300,000 strip no longer resizes to 256 x 76,800,000 first.
+_FULL_RESIZE_PIXELS = 1 << 25
+
+
+def _paddle_style(pixels: np.ndarray, bgr: bool, cfg: Preprocess) -> torch.Tensor:
+    """PaddleClas's ResizeImage -> CropImage -> NormalizeImage -> ToCHWImage on uint8 pixels."""
+    height, width = pixels.shape[:2]
     new_w, new_h = paddle_resize_size(width, height, cfg.resize_short)
     if min(new_w, new_h) < cfg.crop:
         raise ValueError(f"resize_short={cfg.resize_short} is smaller than crop={cfg.crop}")
     if cfg.interpolation != "bilinear":
         raise ValueError(f"paddle-style preprocessing is bilinear only, not {cfg.interpolation!r}")
     left, top = center_crop_box(new_w, new_h, cfg.crop)
-    window = (left, top, cfg.crop, cfg.crop)
-    crop = opencv_linear_resize(np.asarray(image), new_w, new_h, window)
-    # NormalizeImage's arithmetic in float32 on H x W x C (x * 1/255 - mean) / std, then CHW.
-    mean = np.asarray(cfg.mean, dtype=np.float32)
-    std = np.asarray(cfg.std, dtype=np.float32)
-    normalized = (crop.astype(np.float32) * np.float32(1.0 / 255.0) - mean) / std
-    return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
-
-
-# Above this many resized pixels (about 96 MB as RGB) the timm-style resize computes only
-# the crop: an ordinary photo (any aspect ratio up to 1:512 at a 256 short side) stays on
-# torchvision's exact path; a 1 x 300,000 strip no longer resizes to 256 x 76,800,000 first.
-_FULL_RESIZE_PIXELS = 1 << 25
+    if new_w * new_h <= _FULL_RESIZE_PIXELS:
+        resized = cv2.resize(pixels, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        crop = resized[top : top + cfg.crop, left : left + cfg.crop]
+    else:
+        crop = opencv_linear_resize(pixels, new_w, new_h, (left, top, cfg.crop, cfg.crop))
+    return _normalize_chw(crop, _paddle_tables(cfg.mean, cfg.std), bgr)
 
 
 def _timm_resized_size(width: int, height: int, short: int) -> tuple[int, int]:
@@ -149,47 +180,62 @@ def _timm_style(image: Image.Image, cfg: Preprocess) -> torch.Tensor:
     # timm's eval transform: Resize(short side) -> CenterCrop -> ToTensor -> Normalize.
     mode = _interpolation(cfg)
     new_w, new_h = _timm_resized_size(image.width, image.height, cfg.resize_short)
-    if new_w * new_h <= _FULL_RESIZE_PIXELS or min(new_w, new_h) < cfg.crop:
-        resized = F.resize(image, cfg.resize_short, mode)
-        cropped = F.center_crop(resized, [cfg.crop, cfg.crop])
+    if min(new_w, new_h) < cfg.crop:  # CenterCrop pads: torchvision's own path
+        cropped = F.center_crop(F.resize(image, cfg.resize_short, mode), [cfg.crop, cfg.crop])
+        return F.normalize(F.to_tensor(cropped), list(cfg.mean), list(cfg.std))
+    # torchvision's CenterCrop box: half the excess, rounded.
+    left = int(round((new_w - cfg.crop) / 2.0))
+    top = int(round((new_h - cfg.crop) / 2.0))
+    if new_w * new_h <= _FULL_RESIZE_PIXELS:
+        resized = np.asarray(F.resize(image, cfg.resize_short, mode))
+        crop = resized[top : top + cfg.crop, left : left + cfg.crop]
     else:
         # The crop's box in source coordinates, resized alone (Pillow's ``box``): the same
         # sampling positions, within one level of the full resize (float rounding).
-        left = int(round((new_w - cfg.crop) / 2.0))
-        top = int(round((new_h - cfg.crop) / 2.0))
         sx, sy = image.width / new_w, image.height / new_h
         box = (left * sx, top * sy, (left + cfg.crop) * sx, (top + cfg.crop) * sy)
         resample = F.pil_modes_mapping[mode]
-        cropped = image.resize((cfg.crop, cfg.crop), resample, box=box)
-    tensor = F.to_tensor(cropped)
-    return F.normalize(tensor, list(cfg.mean), list(cfg.std))
+        crop = np.asarray(image.resize((cfg.crop, cfg.crop), resample, box=box))
+    return _normalize_chw(crop, _timm_tables(cfg.mean, cfg.std), bgr=False)
 
 
-def eval_transform(preprocess: Preprocess | None = None) -> Callable[[Image.Image], torch.Tensor]:
-    """The eval transform of a weight entry, for datasets: RGB PIL image -> 3 x crop x crop."""
-    cfg = preprocess or PADDLE_DEFAULT
-    if cfg.style not in ("paddle", "timm"):
-        raise ValueError(f"unknown preprocessing style {cfg.style!r}; use 'paddle' or 'timm'")
-    step = _paddle_style if cfg.style == "paddle" else _timm_style
+def eval_transform(preprocess: Any = None) -> Callable[[Image.Image], torch.Tensor]:
+    """The eval transform of a weight entry, for datasets: RGB PIL image -> 3 x crop x crop.
+
+    :param preprocess: a ``Preprocess`` or any form :func:`res2net.data.preprocess.
+        as_preprocess` accepts; default: PaddleClas's.
+    """
+    cfg = as_preprocess(preprocess, "preprocess")
 
     def transform(image: Image.Image) -> torch.Tensor:
-        return step(image if image.mode == "RGB" else image.convert("RGB"), cfg)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        if cfg.style == "paddle":
+            return _paddle_style(np.asarray(rgb), False, cfg)
+        return _timm_style(rgb, cfg)
 
     return transform
 
 
 def preprocess(
     image: ImageSource,
-    preprocess: Preprocess | None = None,
+    preprocess: Any = None,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> torch.Tensor:
     """Decode (if needed) and preprocess one image for a Res2Net: float32 3 x crop x crop.
 
     :param image: a path, encoded bytes, a PIL image or an H x W x C uint8 RGB array.
-    :param preprocess: a weight entry's ``Preprocess`` (``get_entry(name).preprocess``);
-        default: PaddleClas's (short side 256 bilinear, center crop 224, ImageNet mean/std).
-    :param max_pixels: decompression-bomb limit passed to :func:`load_image`.
-    :raises ImageDecodeError: the input cannot be decoded.
+    :param preprocess: how: a ``Preprocess`` (``get_entry(name).preprocess``, ``card.
+        preprocess``), its dict form (``load_exported(f).metadata["preprocess"]``), a whole
+        card / export metadata dict, or a ``ModelCard``; default: PaddleClas's (short side
+        256 bilinear, center crop 224, ImageNet mean/std).
+    :param max_pixels: the decoding budget, in pixels of an RGB photo (see
+        :func:`res2net.data.images.decode_array`); ``None`` for none.
+    :raises ImageDecodeError: the input cannot be decoded, or is over the budget.
+    :raises TypeError: ``preprocess`` is none of the forms above.
     """
-    return eval_transform(preprocess)(load_image(image, max_pixels=max_pixels))
+    cfg = as_preprocess(preprocess, "preprocess")
+    if cfg.style == "paddle":
+        pixels, bgr = decode_array(image, max_pixels=max_pixels)
+        return _paddle_style(pixels, bgr, cfg)
+    return _timm_style(load_image(image, max_pixels=max_pixels), cfg)
