@@ -13,7 +13,6 @@ import asyncio
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Any
 
 import numpy as np
@@ -373,23 +372,17 @@ class ModelService:
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
 
-# Peak bytes per decoded pixel of an RGB image (gray, RGB, array, resize), measured.
-DECODE_BYTES_PER_PIXEL = 9
-
-
 def decode_cost(blob: bytes) -> int:
     """Estimated peak bytes of decoding and preprocessing one encoded image, from its
-    header alone (0 when unreadable: decoding then reports the error, at no cost).
-
-    Width x height at an RGB image's cost: the one place to make the estimate aware of
-    the image's mode (CMYK, 16-bit, alpha cost more per pixel).
+    header alone, by format and mode (:func:`res2net.data.images.decoded_bytes`: a CMYK
+    JPEG or a 16-bit TIFF costs more per pixel than an RGB photo); 0 when the header is
+    unreadable: decoding then reports the error, at no cost.
     """
-    from PIL import Image
+    from res2net.data.images import ImageDecodeError, decoded_bytes
 
     try:
-        with Image.open(BytesIO(blob)) as image:
-            return int(image.width) * int(image.height) * DECODE_BYTES_PER_PIXEL
-    except Exception:  # noqa: BLE001 - any unreadable header is the decoder's to report
+        return decoded_bytes(blob)
+    except ImageDecodeError:
         return 0
 
 
