@@ -21,6 +21,7 @@ from PIL import Image
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from res2net.data.images import decoded_bytes
 from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import preprocess
 from res2net.deploy.server import ModelService, ServeConfig, ServeError, start_server
@@ -59,7 +60,9 @@ def served():
     fake = FakePredictor()
     config = ServeConfig(
         port=0, grpc_port=0, max_delay_ms=1, timeout_s=5, header_timeout_s=1.0,
-        body_timeout_s=1.0, max_body_bytes=2**20, decode_bytes=20_000_000 * 9, retry_after_s=3,
+        body_timeout_s=1.0, max_body_bytes=2**20, retry_after_s=3,
+        # room for one 4000x4000 upload at its decoding cost, not for two or for a 5000x5000
+        decode_bytes=decoded_bytes(_png(4000, 4000)) * 5 // 4,
     )  # fmt: skip
     running = start_server(ModelService(fake, config))
     yield running, fake
@@ -165,7 +168,7 @@ def _png(width: int, height: int) -> bytes:
 def test_decoding_budget_refuses_instead_of_growing(served):
     running, fake = served
     url = running.url + "/v1/classify"
-    big = _png(4000, 4000)  # 16 M pixels of a 20 M budget, ~30 KB on the wire
+    big = _png(4000, 4000)  # 16 M pixels, 0.8 of the budget, ~30 KB on the wire
     assert httpx.post(url, content=_png(5000, 5000), timeout=30).status_code == 413
     fake.gate.clear()
     fake.decoding.clear()
@@ -175,7 +178,7 @@ def test_decoding_budget_refuses_instead_of_growing(served):
     )
     thread.start()
     assert fake.decoding.wait(30)
-    second = httpx.post(url, content=big, timeout=30)  # would need 32 M pixels in flight
+    second = httpx.post(url, content=big, timeout=30)  # would need 1.6x the budget in flight
     assert second.status_code == 503 and second.headers["retry-after"] == "3"
     fake.gate.set()
     thread.join(60)
