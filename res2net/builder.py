@@ -188,6 +188,7 @@ def convert_weights(
     :raises ValueError: ``naming="timm"`` for a PaddleClas-flavour model.
     """
     card = card_of(get_entry(model_name))
+    _check_destination(Path(dst))
     if naming == "timm" and card.config.flavour != "official":
         # timm computes the official flavour: these weights would load but compute wrongly.
         raise ValueError(
@@ -195,6 +196,20 @@ def convert_weights(
             "flavour, which timm's networks do not compute (see README, 'Two flavours')"
         )
     return _convert_for_card(src, dst, card, naming)
+
+
+def _check_destination(dst: Path) -> None:
+    """Refuse, before any reading, a ``dst`` that cannot be written as a file."""
+    if dst.is_dir():
+        raise ValueError(
+            f"dst={str(dst)!r} is a folder; name the file to write in it, e.g. "
+            f"{dst / 'model.safetensors'}"
+        )
+    for folder in dst.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"dst={str(dst)!r}: {folder} is a file, not a folder")
+            return
 
 
 def _convert_for_card(src, dst, card: ModelCard, naming: str = "res2net") -> Path:

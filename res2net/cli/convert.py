@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = convert_weights(args.src, args.dst, args.model, naming=args.to)
     except ValueError as exc:
-        raise ValueError(str(exc).replace("naming='timm'", "--to timm")) from None
+        raise ValueError(
+            str(exc).replace("naming='timm'", "--to timm").replace("dst=", "DST ")
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"cannot write {args.dst}: {exc.strerror or exc}") from None
     print(f"wrote {out}")
     return 0

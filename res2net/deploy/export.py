@@ -25,6 +25,7 @@ from torch import nn
 from res2net.card import (
     ExportedModelError,
     ModelCard,
+    card_from_export_metadata,
     files_of,
     metadata_path,
     read_export_metadata,
@@ -35,6 +36,7 @@ from res2net.deploy.convert import export_onnx, export_onnx_int8, write_model
 from res2net.deploy.engines import DEFAULT_ENGINE, FORMATS, INT8_QUANTIZER
 from res2net.deploy.executorch import export_metadata
 from res2net.deploy.fuse import prepare_for_inference
+from res2net.deploy.graph_check import check_onnx_graph
 from res2net.deploy.runtimes import Runtime, open_file, openvino_runs_bf16
 from res2net.models.config import Res2NetConfig
 
@@ -206,9 +208,13 @@ def load_exported(
     """
     path = Path(model_path)
     meta = read_metadata(path)
+    # Every value of the card is range-checked before anything is allocated from it.
+    card = card_from_export_metadata(meta, where=metadata_path(path).name)
     fmt = meta["format"]
     engine = engine or DEFAULT_ENGINE[fmt]
     precision = _run_precision(meta, engine, path)
+    if fmt == "onnx":
+        check_onnx_graph(path, card.preprocess.crop)
     try:
         runtime = open_file(path, fmt, engine, device, precision)
     except ValueError:
