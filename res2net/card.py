@@ -125,7 +125,7 @@ class ModelCard:
         precision = data.get("precision") or "fp32"
         if precision not in PRECISIONS:
             raise CardError(f"{where}.precision = {precision!r}: must be one of {PRECISIONS}")
-        name = data.get("model")
+        name = data.get("model") or None  # exports of unnamed networks wrote ""
         if name is not None:
             check_name(name, f"{where}.model")
         family = data.get("family")

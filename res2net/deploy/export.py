@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net import limits
 from res2net.card import (
     ExportedModelError,
     ModelCard,
@@ -192,6 +193,26 @@ def _run_precision(meta: dict[str, Any], engine: str, path: Path) -> str:
     return precision
 
 
+def _input_side(meta: dict[str, Any], card: ModelCard, path: Path) -> int:
+    """The image side an export takes: its metadata's ``input.shape`` (the export's
+    ``input_size``), else the card's crop; bounded like a crop."""
+    described = meta.get("input")
+    shape = described.get("shape") if isinstance(described, dict) else None
+    if shape is None:
+        return card.preprocess.crop
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 4
+        and type(shape[-1]) is int
+        and 1 <= shape[-1] <= limits.MAX_CROP
+    ):
+        raise ExportedModelError(
+            f"{metadata_path(path).name}.input.shape = {str(shape)[:100]}: must be "
+            f"[N, 3, S, S] with S from 1 to {limits.MAX_CROP}; export the model again"
+        )
+    return shape[-1]
+
+
 def load_exported(
     model_path: str | os.PathLike, engine: str | None = None, *, device: str = "cpu"
 ) -> Runtime:
@@ -214,7 +235,7 @@ def load_exported(
     engine = engine or DEFAULT_ENGINE[fmt]
     precision = _run_precision(meta, engine, path)
     if fmt == "onnx":
-        check_onnx_graph(path, card.preprocess.crop)
+        check_onnx_graph(path, _input_side(meta, card, path))
     try:
         runtime = open_file(path, fmt, engine, device, precision)
     except ValueError:
