@@ -334,7 +334,7 @@ def test_models_says_which_weights_are_pinned(host, cache, monkeypatch, capsys):
     assert "trust on first use" in capsys.readouterr().out
 
 
-def test_cache_folder_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+def test_cache_folder_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "cache"
     blocker.write_text("not a folder")
     with pytest.raises(WeightDownloadError, match="is a file, not a folder"):
@@ -343,6 +343,12 @@ def test_cache_folder_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     assert main(argv) != 0
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "Traceback" not in err
+    monkeypatch.setenv(CACHE_ENV, str(blocker))
+    image = Path(__file__).parent / "data" / "images" / "astronaut.png"
+    assert main(["predict", str(image), "--model", NAME, "--pretrained"]) == 2
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]  # the error; the CLI's advice on --weights may follow
+    assert "error:" in first and "is a file, not a folder" in first and "Traceback" not in err
 
 
 def _flip_bytes(path: Path) -> None:

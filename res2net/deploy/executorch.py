@@ -184,8 +184,8 @@ def check_program_file(path: str | os.PathLike) -> None:
         done = subprocess.run(command, capture_output=True, text=True, timeout=_CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ExportedModelError(
-            f"{path}: ExecuTorch did not finish loading this program in {_CHECK_TIMEOUT_S} s; "
-            "export it again"
+            f"{path}: executorch cannot load this file: its loader did not finish in "
+            f"{_CHECK_TIMEOUT_S} s; export it again"
         ) from None
     if done.returncode == 0:
         return
@@ -195,8 +195,8 @@ def check_program_file(path: str | os.PathLike) -> None:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         how = f"failed ({lines[-1][:300] if lines else f'exit {done.returncode}'})"
     raise ExportedModelError(
-        f"{path}: ExecuTorch's loader {how} on this file: it is damaged or not a program "
-        "written by `res2net export --format executorch`; export it again"
+        f"{path}: executorch cannot load this file: its loader {how}; the file is damaged "
+        "or not a program written by `res2net export --format executorch`; export it again"
     )
 
 
