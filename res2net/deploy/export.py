@@ -235,7 +235,7 @@ def load_exported(
     engine = engine or DEFAULT_ENGINE[fmt]
     precision = _run_precision(meta, engine, path)
     if fmt == "onnx":
-        check_onnx_graph(path, _input_side(meta, card, path))
+        check_onnx_graph(path, _input_side(meta, card, path), engine)
     try:
         runtime = open_file(path, fmt, engine, device, precision)
     except ValueError:

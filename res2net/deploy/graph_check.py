@@ -38,10 +38,11 @@ ALLOWED_OPS = frozenset(
 _QUANTIZED_PREFIXES = ("QLinear", "QGemm")
 
 
-def check_onnx_graph(path: Path, side: int | None) -> None:
+def check_onnx_graph(path: Path, side: int | None, engine: str = "onnxruntime") -> None:
     """Refuse an ONNX file whose graph could allocate without bound (see the module doc).
 
-    :param side: the card's input side (``crop``); shapes are inferred for one such image.
+    :param side: the export's input side; shapes are inferred for one such image.
+    :param engine: the runtime that would load it (named when the file does not parse).
     :raises ExportedModelError: naming the file, the operator or tensor, and the limit.
     """
     import onnx
@@ -50,7 +51,8 @@ def check_onnx_graph(path: Path, side: int | None) -> None:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf fails in many ways on a bad file
         raise ExportedModelError(
-            f"{path}: not a readable ONNX file ({str(exc)[:300]}); export again"
+            f"{path}: {engine} cannot load this onnx file (not a readable ONNX graph: "
+            f"{str(exc)[:300]}); export it again"
         ) from None
     _check_operators(model.graph, path)
     for tensor in _stored_tensors(model.graph):

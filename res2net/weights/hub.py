@@ -127,13 +127,14 @@ def fetch_weights(
     folder = _cache_folder(resolve_cache_dir(cache_dir))
     raw = folder / download_filename(_plain_name(name), source)
     record_path = folder / f"{name}.json"
-    pin = source.sha256 or _recorded_pin(_read_record(record_path), name, source, raw.name)
+    recorded = _recorded_pin(_read_record(record_path), name, source, raw.name)
+    pin = source.sha256 or recorded
     url = weight_url(name, source)
     note = ""
     if raw.is_file():
         digest = _sha256(raw)
         if digest == pin:
-            if source.sha256:  # keep the record in step with the registry's pin
+            if recorded != pin:  # a file placed by hand that matches the registry's pin
                 _write_record(record_path, _record(name, source, raw, digest))
             return raw
         note = _refuse(raw, digest, pin)
