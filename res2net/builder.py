@@ -121,18 +121,27 @@ def load_weights(model: Res2Net, path: str | os.PathLike, *, skip_head: bool = F
 def fetch_card_weights(
     card: ModelCard, cache_dir: str | os.PathLike | None = None, progress: bool = True
 ) -> Path:
-    """The card's published weights as a verified, converted file in the cache
-    (:func:`res2net.weights.hub.fetch_weights`)."""
-    if not card.weights.url:
+    """The published weights of the registered model ``card`` names, as a verified file in
+    the cache (:func:`res2net.weights.hub.fetch_weights`).
+
+    Only the registry says where published weights come from and what their hash is: a
+    card read from a file (an export, a training header) may name a registered model, but
+    its own ``weights`` never choose a URL, a hash or a cache file.
+    """
+    entry = REGISTRY.get(card.name) if card.name is not None else None
+    if entry is None or not entry.url:
         raise hub.WeightDownloadError(
-            f"{card.name} has no published weights; load a file with "
-            f"create_model({card.name!r}, pretrained='path/to/weights')"
+            f"{card.name or 'this model'} has no published weights in the registry; load a "
+            f"file with weights='path/to/weights' (create_model(name, pretrained='path'))"
         )
+    registered = card_of(entry)
 
-    def convert(raw: Path, converted: Path) -> None:
-        _convert_for_card(raw, converted, card)
+    def check(raw: Path) -> None:
+        from res2net.models.res2net import Res2Net
 
-    return hub.fetch_weights(card.name, card.weights, convert, cache_dir, progress)
+        load_weights(Res2Net(registered.config), raw)
+
+    return hub.fetch_weights(entry.name, registered.weights, check, cache_dir, progress)
 
 
 def fetch_weights(
@@ -156,8 +165,17 @@ def weight_url(name: str) -> str:
 
 
 def cached_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """The converted weight file of ``name`` if it is in the cache (not re-hashed), else None."""
-    return hub.cached_path(get_entry(name).name, cache_dir)
+    """The downloaded weight file of ``name`` if it is in the cache (not re-hashed), else
+    None."""
+    card = card_of(get_entry(name))
+    return hub.cached_path(card.name, card.weights, cache_dir)
+
+
+def pin_status(name: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """How ``name``'s published weights are verified (:func:`res2net.weights.hub.pin_status`):
+    ``pinned``, ``recorded``, ``trust on first use`` or ``-``."""
+    card = card_of(get_entry(name))
+    return hub.pin_status(card.name, card.weights, cache_dir)
 
 
 def convert_weights(
@@ -176,6 +194,7 @@ def convert_weights(
         metadata says so) for the output file.
     :raises ValueError: ``naming="timm"`` for a PaddleClas-flavour model.
     """
+    _check_destination(Path(dst))
     card = card_of(get_entry(model_name)) if model_name is not None else load_card(src)
     if naming == "timm" and card.config.flavour != "official":
         # timm computes the official flavour: these weights would load but compute wrongly.
@@ -184,6 +203,20 @@ def convert_weights(
             "flavour, which timm's networks do not compute (see README, 'Two flavours')"
         )
     return _convert_for_card(src, dst, card, naming)
+
+
+def _check_destination(dst: Path) -> None:
+    """Refuse, before any reading, a ``dst`` that cannot be written as a file."""
+    if dst.is_dir():
+        raise ValueError(
+            f"dst={str(dst)!r} is a folder; name the file to write in it, e.g. "
+            f"{dst / 'model.safetensors'}"
+        )
+    for folder in dst.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"dst={str(dst)!r}: {folder} is a file, not a folder")
+            return
 
 
 def _convert_for_card(src, dst, card: ModelCard, naming: str = "res2net") -> Path:

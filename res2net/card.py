@@ -17,22 +17,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from res2net import limits
 from res2net.data.preprocess import Preprocess, PreprocessError
 from res2net.deploy.engines import FORMATS
-from res2net.models.config import Res2NetConfig
+from res2net.models.config import DEPTHS, Res2NetConfig
 from res2net.models.registry import REGISTRY, ModelEntry, Published, get_entry
 from res2net.weights.errors import WeightFileError
 
 CARD_VERSION = 1
 PRECISIONS = ("fp32", "bf16", "int8")
 TRAINING_KEY = "res2net_training"  # the safetensors header key of a training export's card
-MAX_CLASSES = 1_000_000
+MAX_CLASSES = limits.MAX_CLASSES
 # Bounds of a sane architecture: a crafted file must not make us build a huge network.
-_ARCH_MAX = {"width": 1024, "scales": 64, "cardinality": 64}
+_ARCH_MAX = {
+    "width": limits.MAX_WIDTH, "scales": limits.MAX_SCALES, "cardinality": limits.MAX_CARDINALITY
+}  # fmt: skip
+_STAGE_CHANNELS = (256, 512, 1024, 2048)  # a ResNet's bottleneck outputs, stage by stage
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ARCH_TYPES = {f.name: f.type for f in fields(Res2NetConfig)}
 
 
@@ -119,9 +125,12 @@ class ModelCard:
         precision = data.get("precision") or "fp32"
         if precision not in PRECISIONS:
             raise CardError(f"{where}.precision = {precision!r}: must be one of {PRECISIONS}")
-        name = data.get("model")
-        if name is not None and not isinstance(name, str):
-            raise CardError(f"{where}.model = {name!r}: must be a name (a string) or null")
+        name = data.get("model") or None  # exports of unnamed networks wrote ""
+        if name is not None:
+            check_name(name, f"{where}.model")
+        family = data.get("family")
+        if family not in (None, "paddleclas", "official"):
+            raise CardError(f"{where}.family = {family!r}: must be paddleclas, official or null")
         return cls(
             name=name,
             config=_config(data.get("arch"), where),
@@ -129,7 +138,7 @@ class ModelCard:
             preprocess=preprocess,
             labels=_labels(data, n, where),
             weights=_weights(data.get("weights"), where),
-            family=data.get("family"),
+            family=family,
             published=_published(data.get("published"), where),
             precision=precision,
         )
@@ -142,6 +151,42 @@ _KEYS = (
 )  # fmt: skip
 
 
+def check_name(name: Any, where: str = "model") -> str:
+    """``name`` if it is a plain name: letters, digits, ``_ . -``, not starting with a dot,
+    no path separators and no ``..`` (a name from a file may become a file name in the
+    weight cache, so it must never reach outside it).
+
+    :raises CardError: naming ``where`` and what a name may hold.
+    """
+    if (
+        not isinstance(name, str)
+        or len(name) > limits.MAX_NAME_LENGTH
+        or not _NAME.fullmatch(name)
+        or ".." in name
+    ):
+        raise CardError(
+            f"{where} = {str(name)[:200]!r}: not a model name; a name holds letters, digits, "
+            f"'_', '.' and '-' (no path separators, no '..'), at most "
+            f"{limits.MAX_NAME_LENGTH} characters"
+        )
+    return name
+
+
+def estimate_params(config: Res2NetConfig) -> int:
+    """The parameter count of ``config``'s network, in closed form (convolutions and the
+    1000-class head; batch norms left out), so a declared architecture can be judged
+    before anything is allocated."""
+    total, inplanes = 64 * 3 * 49 + 2048 * 1000, 64
+    for stage, (blocks, out) in enumerate(zip(DEPTHS[config.depth], _STAGE_CHANNELS, strict=True)):
+        branch = config.width * 2**stage * config.cardinality
+        inner = branch * config.scales
+        per_block = inner * out + (config.scales - 1) * 9 * branch * branch // config.cardinality
+        total += inplanes * out + blocks * per_block + inplanes * inner
+        total += (blocks - 1) * out * inner
+        inplanes = out
+    return total
+
+
 def _config(arch: Any, where: str) -> Res2NetConfig | None:
     if arch is None:
         return None
@@ -149,12 +194,23 @@ def _config(arch: Any, where: str) -> Res2NetConfig | None:
         raise CardError(f"{where}.arch: must be an object with keys from {', '.join(_ARCH_TYPES)}")
     for key, value in arch.items():
         wanted = {"int": int, "bool": bool, "Flavour": str}[str(_ARCH_TYPES[key])]
-        if type(value) is not wanted or value > _ARCH_MAX.get(key, value):
-            raise CardError(f"{where}.arch.{key} = {value!r}: not a sane {wanted.__name__}")
+        if type(value) is not wanted or (
+            wanted is int and not 1 <= value <= _ARCH_MAX.get(key, value)
+        ):
+            raise CardError(
+                f"{where}.arch.{key} = {value!r}: not a sane {wanted.__name__}"
+                + (f" (1 to {_ARCH_MAX[key]})" if key in _ARCH_MAX else "")
+            )
     try:
-        return Res2NetConfig(**arch)
+        config = Res2NetConfig(**arch)
     except (ValueError, TypeError) as exc:
         raise CardError(f"{where}.arch: not a valid Res2Net ({exc})") from None
+    if (params := estimate_params(config)) > limits.MAX_PARAMS:
+        raise CardError(
+            f"{where}.arch: declares a network of about {params / 1e6:,.0f} M parameters, over "
+            f"the limit of {limits.MAX_PARAMS / 1e6:,.0f} M; not a Res2Net this package builds"
+        )
+    return config
 
 
 def _labels(data: dict, n: int, where: str) -> tuple[str, ...] | None:
@@ -284,7 +340,7 @@ def training_card(path: str | os.PathLike) -> ModelCard | None:
             f"{path}: not a valid `res2net train` export: {exc}. Re-export it with "
             "`res2net train`, or name the registered model it belongs to."
         ) from None
-    return replace(card, weights=WeightSource(path=str(path)))
+    return replace(card, weights=replace(_registry_weights(card.name), path=str(path)))
 
 
 # -- exported models: the card in the .json beside the model file ---------------------------
@@ -331,7 +387,16 @@ def read_export_metadata(model_path: str | os.PathLike) -> dict[str, Any]:
         fmt = meta["format"]
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ExportedModelError(f"{meta_file}: not valid export metadata ({exc})") from None
-    if FORMATS.get(fmt) != path.suffix:
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ExportedModelError(
+            f"{meta_file}: key 'files' must map each file name to its SHA-256; export again"
+        )
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ExportedModelError(
+            f"{meta_file}: key 'format' = {str(fmt)[:100]!r} is not one of "
+            f"{', '.join(FORMATS)}; export again"
+        )
+    if FORMATS[fmt] != path.suffix:
         raise ExportedModelError(
             f"{path}: metadata {meta_file.name} describes a {fmt!r} export, not a "
             f"{path.suffix} file"
@@ -364,7 +429,15 @@ def card_from_export_metadata(meta: dict[str, Any], where: str = "metadata") -> 
     if card.config is None and card.name in REGISTRY:
         entry = REGISTRY[card.name]
         card = replace(card, config=entry.config, family=entry.family)
-    return card
+    return replace(card, weights=_registry_weights(card.name))
+
+
+def _registry_weights(name: str | None) -> WeightSource:
+    """Where a card read from a file may get published weights: only from the registry
+    entry of its name. A file describes itself; it never names a URL, a hash or a local
+    path to load (metadata is data, not authority)."""
+    entry = REGISTRY.get(name) if name is not None else None
+    return WeightSource(url=entry.url, sha256=entry.sha256) if entry else WeightSource()
 
 
 def export_card(model_path: str | os.PathLike) -> ModelCard:

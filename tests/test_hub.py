@@ -3,7 +3,7 @@
 The server (http.server on 127.0.0.1, started here) plays the weight host; the registry
 URLs are redirected to it through the RES2NET_WEIGHTS_URL mirror prefix. The first path
 segment picks how it misbehaves: ok, missing (404), truncated (body cut in half after a
-full Content-Length), tampered (same length, different bytes).
+full Content-Length), tampered (same length, different bytes), garbage (not weights).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class _WeightHost(BaseHTTPRequestHandler):
             return
         if mode == "tampered":
             body = body[:-64] + bytes(64)
+        if mode == "garbage":
+            body = b"not weights at all"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -107,12 +109,11 @@ def test_download_shows_progress_converts_and_is_reused_offline(host, cache, mon
     err = capsys.readouterr().err
     assert FILE in err and "100%" in err, err  # the tqdm bar ran to completion
     _assert_same_weights(model, host.files[FILE])
-    # Only the converted file and its record stay; no partial or raw download.
-    assert _files(cache) == [f"{NAME}.json", f"{NAME}.res2net.safetensors"]
+    # Only the download and its record stay; no partial file.
+    assert _files(cache) == [f"{NAME}.json", FILE]
     record = json.loads((cache / f"{NAME}.json").read_text())
-    converted = cache / record["file"]
-    assert record["source_sha256"] == hashlib.sha256(host.files[FILE]).hexdigest()
-    assert record["sha256"] == hashlib.sha256(converted.read_bytes()).hexdigest()
+    assert record["file"] == FILE
+    assert record["sha256"] == hashlib.sha256(host.files[FILE]).hexdigest()
 
     # Second use: no network at all (the mirror now points at a closed port).
     monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{_closed_port()}/ok")
@@ -173,16 +174,16 @@ def test_corrupt_cache_file_is_removed_and_fetched_again(host, cache, monkeypatc
     _serve(monkeypatch, host, "ok")
     path = fetch_weights(NAME, progress=False)
     _flip_bytes(path)
-    with pytest.warns(UserWarning, match="corrupt"):
+    with pytest.warns(UserWarning, match="not its pin"):
         again = fetch_weights(NAME, progress=False)
     _assert_same_weights(create_model(NAME, pretrained=again), host.files[FILE])
 
     # Corrupt again while the host is gone: the bad copy is removed, the error says so.
     _flip_bytes(path)
     url = _serve(monkeypatch, host, "missing")
-    with pytest.warns(UserWarning, match="corrupt"), pytest.raises(WeightDownloadError) as info:
+    with pytest.warns(UserWarning, match="not its pin"), pytest.raises(WeightDownloadError) as info:
         fetch_weights(NAME, progress=False)
-    assert "corrupt" in _assert_clear_error(info.value, url, cache)
+    assert "removed" in _assert_clear_error(info.value, url, cache)
     assert not path.exists()
 
 
@@ -196,17 +197,28 @@ def test_changed_source_fails_against_recorded_hash(host, cache, monkeypatch):
     assert _files(cache) == [f"{NAME}.json"]
 
 
-def test_file_placed_by_hand_is_used_offline(host, cache, monkeypatch):
+def test_file_placed_by_hand_is_used_offline_when_it_matches_the_pin(host, cache, monkeypatch):
     monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{_closed_port()}/ok")
+    _pin(monkeypatch, hashlib.sha256(host.files[FILE]).hexdigest())
     cache.mkdir()
     (cache / FILE).write_bytes(host.files[FILE])
     _assert_same_weights(create_model(NAME, pretrained=True), host.files[FILE])
-    assert _files(cache) == [f"{NAME}.json", f"{NAME}.res2net.safetensors"]
+    assert _files(cache) == [f"{NAME}.json", FILE]
+
+
+def test_copied_cache_folder_carries_its_trust(host, cache, monkeypatch, tmp_path):
+    _serve(monkeypatch, host, "ok")
+    fetch_weights(NAME, progress=False)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in cache.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{_closed_port()}/ok")
+    assert fetch_weights(NAME, cache_dir=copy, progress=False) == copy / FILE
 
 
 def test_garbage_download_is_removed(host, cache, monkeypatch):
-    cache.mkdir()
-    (cache / FILE).write_bytes(b"not weights at all")
+    _serve(monkeypatch, host, "garbage")
     with pytest.raises(WeightDownloadError, match="not usable"):
         fetch_weights(NAME, progress=False)
     assert _files(cache) == []
@@ -216,7 +228,7 @@ def test_download_cli_fetches_each_name_alone(host, cache, monkeypatch, capsys):
     _serve(monkeypatch, host, "ok")
     assert main(["download", "--quiet", NAME, "res2net50_26w_4x", "--cache-dir", str(cache)]) == 1
     out, err = capsys.readouterr()
-    assert f"{NAME}: {cache / (NAME + '.res2net.safetensors')}" in out
+    assert f"{NAME}: {cache / FILE}" in out
     assert "res2net50_26w_4x" in err and "Did you mean" in err
     assert main(["models", "--family", "official", "--cache-dir", str(cache), "--json"]) == 0
     cached = {i["name"]: i["cached"] for i in json.loads(capsys.readouterr().out)}
@@ -244,6 +256,99 @@ def test_paddleclas_weights_download_and_match_paddleclas(
         logits = model(photo_batch[0]).numpy()
     scale = np.abs(paddle_logits).max()
     assert np.abs(logits - paddle_logits).max() <= 1e-4 * scale
+
+
+def _pin(monkeypatch, sha256: str) -> None:
+    entry = registry.get_entry(NAME)
+    monkeypatch.setitem(registry.REGISTRY, NAME, replace(entry, sha256=sha256))
+
+
+def _attacker_weights() -> bytes:
+    """Weights of the right shape that say class 999 for everything."""
+    state = create_model(NAME).state_dict()
+    state["fc.weight"] = torch.zeros_like(state["fc.weight"])
+    state["fc.bias"] = torch.zeros_like(state["fc.bias"])
+    state["fc.bias"][999] = 100.0
+    return save_safetensors_bytes({k: v.contiguous() for k, v in state.items()})
+
+
+def _delete_record(cache: Path, digest: str) -> None:
+    (cache / f"{NAME}.json").unlink()
+
+
+def _rewrite_hash(cache: Path, digest: str) -> None:
+    record = json.loads((cache / f"{NAME}.json").read_text())
+    (cache / f"{NAME}.json").write_text(json.dumps({**record, "sha256": digest}))
+
+
+def _garbage_record(cache: Path, digest: str) -> None:
+    (cache / f"{NAME}.json").write_text("[1, 2")
+
+
+@pytest.mark.parametrize("tamper", [_delete_record, _rewrite_hash, _garbage_record])
+@pytest.mark.parametrize("pinned", [True, False])
+def test_substituted_cache_file_is_refused_and_fetched_again(
+    host, cache, monkeypatch, tamper, pinned
+):
+    """An attacker's file swapped into the cache, its record deleted, rewritten to its
+    hash or made garbage: the file is refused and the published one fetched again. (A
+    rewritten record can only be caught against a registry pin: without one, the record
+    is the pin, so that case runs pinned only.)"""
+    if tamper is _rewrite_hash and not pinned:
+        pytest.skip("trust on first use: the record is the pin (documented in weights.hub)")
+    if pinned:
+        _pin(monkeypatch, hashlib.sha256(host.files[FILE]).hexdigest())
+    _serve(monkeypatch, host, "ok")
+    path = fetch_weights(NAME, progress=False)
+    evil = _attacker_weights()
+    path.write_bytes(evil)
+    tamper(cache, hashlib.sha256(evil).hexdigest())
+    with pytest.warns(UserWarning, match="removed"):
+        model = create_model(NAME, pretrained=True)
+    _assert_same_weights(model, host.files[FILE])
+    assert path.read_bytes() == host.files[FILE]
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_raw_download_placed_by_hand_is_refused_without_a_matching_pin(
+    host, cache, monkeypatch, pinned
+):
+    if pinned:
+        _pin(monkeypatch, hashlib.sha256(host.files[FILE]).hexdigest())
+    url = f"http://127.0.0.1:{_closed_port()}/ok/{FILE}"
+    monkeypatch.setenv(MIRROR_ENV, url.rsplit("/", 1)[0])
+    cache.mkdir()
+    (cache / FILE).write_bytes(_attacker_weights())
+    with pytest.warns(UserWarning, match="removed"), pytest.raises(WeightDownloadError) as info:
+        create_model(NAME, pretrained=True)
+    assert "removed" in _assert_clear_error(info.value, url, cache)
+    assert _files(cache) == []
+
+
+def test_models_says_which_weights_are_pinned(host, cache, monkeypatch, capsys):
+    _pin(monkeypatch, "a" * 64)
+    assert main(["models", "--family", "official", "--json"]) == 0
+    pins = {i["name"]: i["pin"] for i in json.loads(capsys.readouterr().out)}
+    assert pins[NAME] == "pinned" and pins["res2net50d"] == "trust on first use"
+    assert main(["models", "--wide"]) == 0
+    assert "trust on first use" in capsys.readouterr().out
+
+
+def test_cache_folder_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a folder")
+    with pytest.raises(WeightDownloadError, match="is a file, not a folder"):
+        fetch_weights(NAME, cache_dir=blocker, progress=False)
+    argv = ["download", NAME, "--cache-dir", str(blocker / "sub")]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "Traceback" not in err
+    monkeypatch.setenv(CACHE_ENV, str(blocker))
+    image = Path(__file__).parent / "data" / "images" / "astronaut.png"
+    assert main(["predict", str(image), "--model", NAME, "--pretrained"]) == 2
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]  # the error; the CLI's advice on --weights may follow
+    assert "error:" in first and "is a file, not a folder" in first and "Traceback" not in err
 
 
 def _flip_bytes(path: Path) -> None:

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         out = convert_weights(args.src, args.dst, args.model, naming=args.to)
     except ValueError as exc:
         message = str(exc).replace("naming='timm'", "--to timm").replace("model= ", "--model ")
-        raise ValueError(message) from None
+        raise ValueError(message.replace("dst=", "DST ")) from None
+    except OSError as exc:
+        raise ValueError(f"cannot write {args.dst}: {exc.strerror or exc}") from None
     print(f"wrote {out}")
     return 0

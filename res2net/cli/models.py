@@ -34,7 +34,7 @@ def _wide_lines(infos: list[dict]) -> list[str]:
     header = (
         f"{'Model':<27} {'Family':<10} {'Params (M)':>10} {'GFLOPs':>7} "
         f"{'Pub. params':>11} {'Pub. GFLOPs':>11} {'Top-1':>6} {'Top-5':>6} {'Cached':>6}  "
-        "Weights URL"
+        f"{'SHA-256':<18}  Weights URL"
     )
     lines = [header, "-" * len(header)]
     for info in infos:
@@ -45,7 +45,7 @@ def _wide_lines(infos: list[dict]) -> list[str]:
             f"{info['gflops']:>7.2f} {_fmt(pub['params_m'], '.2f'):>10}{flag['params_m']} "
             f"{_fmt(pub['gflops'], '.2f'):>10}{flag['gflops']} {_fmt(pub['top1'], '.3f'):>6} "
             f"{_fmt(pub['top5'], '.3f'):>6} {'yes' if info['cached'] else 'no':>6}  "
-            f"{info['url'] or '-'}"
+            f"{info['pin']:<18}  {info['url'] or '-'}"
         )
     return lines
 
@@ -72,7 +72,7 @@ def _narrow_lines(infos: list[dict]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from res2net.builder import cached_path, weight_url
+    from res2net.builder import cached_path, pin_status, weight_url
     from res2net.models.registry import list_models, model_info
 
     infos = [model_info(name) for name in list_models(args.family)]
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         # The URL actually used (a mirror when RES2NET_WEIGHTS_URL is set) and cache state.
         info["url"] = weight_url(info["name"])
         info["cached"] = cached_path(info["name"], args.cache_dir) is not None
+        info["pin"] = pin_status(info["name"], args.cache_dir)
     if args.json:
         print(json.dumps(infos, indent=2))
         return 0
@@ -95,4 +96,9 @@ def run(args: argparse.Namespace) -> int:
         "torch.utils.flop_counter. Published: params (M) / GFLOPs. Accuracy: ImageNet-1k val,\n"
         "as published." + ("" if args.wide else " --wide adds the weight URLs, --json all.")
     )
+    if args.wide:
+        print(
+            "SHA-256: 'pinned' weights are checked against the registry's hash; 'trust on first\n"
+            "use' ones against the hash recorded at this cache's first download ('recorded')."
+        )
     return 0

@@ -6,9 +6,12 @@ carry it out are in :mod:`res2net.data.transforms`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from res2net import limits
 
 # ImageNet's per-channel RGB mean and standard deviation on [0, 1] pixels, as PaddleClas's
 # NormalizeImage (ppcls/data/preprocess/ops/operators.py) and torchvision's models use them.
@@ -17,7 +20,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 STYLES = ("paddle", "timm")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-_MAX_SIDE = 8192
+# A record comes from a file: its sizes are bounded before anything is allocated.
+_MAX_SIDES = {"resize_short": limits.MAX_RESIZE, "crop": limits.MAX_CROP}
 
 
 class PreprocessError(ValueError):
@@ -61,13 +65,13 @@ class Preprocess:
                 f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: "
                 f"{', '.join(cls.__dataclass_fields__)}"
             )
-        for key in ("resize_short", "crop"):
+        for key, most in _MAX_SIDES.items():
             value = data.get(key)
-            if type(value) is not int or not 1 <= value <= _MAX_SIDE:
+            if type(value) is not int or not 1 <= value <= most:
                 raise PreprocessError(
-                    f"{where}.{key} = {value!r}: must be a whole number from 1 to {_MAX_SIDE}"
+                    f"{where}.{key} = {value!r}: must be a whole number from 1 to {most}"
                 )
-        for key in ("mean", "std"):
+        for key, least in (("mean", -limits.MAX_ABS_MEAN_STD), ("std", limits.MIN_STD)):
             values = data.get(key)
             if not (
                 isinstance(values, (list, tuple))
@@ -75,6 +79,12 @@ class Preprocess:
                 and all(type(v) in (int, float) for v in values)
             ):
                 raise PreprocessError(f"{where}.{key} = {values!r}: must be a list of 3 numbers")
+            if not all(math.isfinite(v) and least <= v <= limits.MAX_ABS_MEAN_STD for v in values):
+                raise PreprocessError(
+                    f"{where}.{key} = {list(values)!r}: each must be a finite number from {least} "
+                    f"to {limits.MAX_ABS_MEAN_STD:g}"
+                    + (" (std divides the pixels)" if key == "std" else "")
+                )
         style = data.get("style", "paddle")
         if style not in STYLES:
             raise PreprocessError(f"{where}.style = {style!r}: must be one of {STYLES}")

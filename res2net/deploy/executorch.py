@@ -20,6 +20,9 @@ runs a larger batch image by image through it.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,16 @@ from res2net.deploy.fuse import prepare_for_inference
 
 # The batch size of the exported program (ExecuTorchRuntime runs larger batches per image).
 PROGRAM_BATCH = 1
+# Loading a program (and planning its XNNPACK delegate) in a child process first: mutated
+# files abort the interpreter inside ExecuTorch's loader (SIGABRT from XNNPACK's compiler,
+# seen with executorch 1.0), which no try/except in this process can catch.
+_CHECK_PROGRAM = (
+    "import sys\n"
+    "from executorch.runtime import Runtime\n"
+    "data = open(sys.argv[1], 'rb').read()\n"
+    "Runtime.get().load_program(data).load_method('forward')\n"
+)
+_CHECK_TIMEOUT_S = 300
 
 
 def _export_one_image(module: nn.Module, side: int) -> torch.export.ExportedProgram:
@@ -157,6 +170,36 @@ def export_metadata(side: int) -> dict[str, Any]:
     }
 
 
+def check_program_file(path: str | os.PathLike) -> None:
+    """Load ``path``'s program in a short-lived child process, so that a file which crashes
+    ExecuTorch's loader kills the child, not the caller.
+
+    :raises ExportedModelError: the child failed, crashed or hung; the message names the
+        file and how the loader ended.
+    """
+    from res2net.card import ExportedModelError
+
+    command = [sys.executable, "-c", _CHECK_PROGRAM, str(path)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_CHECK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ExportedModelError(
+            f"{path}: executorch cannot load this file: its loader did not finish in "
+            f"{_CHECK_TIMEOUT_S} s; export it again"
+        ) from None
+    if done.returncode == 0:
+        return
+    if done.returncode < 0:
+        how = f"crashed ({signal.Signals(-done.returncode).name})"
+    else:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        how = f"failed ({lines[-1][:300] if lines else f'exit {done.returncode}'})"
+    raise ExportedModelError(
+        f"{path}: executorch cannot load this file: its loader {how}; the file is damaged "
+        "or not a program written by `res2net export --format executorch`; export it again"
+    )
+
+
 class ExecuTorchRuntime:
     """A ``.pte`` program in ExecuTorch's Python runtime (XNNPACK on this CPU).
 
@@ -181,6 +224,7 @@ class ExecuTorchRuntime:
         if isinstance(model, nn.Module):
             self._source = prepare_for_inference(model, channels_last=False)
         else:
+            check_program_file(model)
             method = self._load(Path(model).read_bytes())
             self._methods[tuple(method.metadata.input_tensor_meta(0).sizes())[1:]] = method
 

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net import limits
 from res2net.card import (
     ExportedModelError,
     ModelCard,
+    card_from_export_metadata,
     files_of,
     metadata_path,
     read_export_metadata,
@@ -35,6 +37,7 @@ from res2net.deploy.convert import export_onnx, export_onnx_int8, write_model
 from res2net.deploy.engines import DEFAULT_ENGINE, FORMATS, INT8_QUANTIZER
 from res2net.deploy.executorch import export_metadata
 from res2net.deploy.fuse import prepare_for_inference
+from res2net.deploy.graph_check import check_onnx_graph
 from res2net.deploy.runtimes import Runtime, open_file, openvino_runs_bf16
 from res2net.models.config import Res2NetConfig
 
@@ -190,6 +193,26 @@ def _run_precision(meta: dict[str, Any], engine: str, path: Path) -> str:
     return precision
 
 
+def _input_side(meta: dict[str, Any], card: ModelCard, path: Path) -> int:
+    """The image side an export takes: its metadata's ``input.shape`` (the export's
+    ``input_size``), else the card's crop; bounded like a crop."""
+    described = meta.get("input")
+    shape = described.get("shape") if isinstance(described, dict) else None
+    if shape is None:
+        return card.preprocess.crop
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 4
+        and type(shape[-1]) is int
+        and 1 <= shape[-1] <= limits.MAX_CROP
+    ):
+        raise ExportedModelError(
+            f"{metadata_path(path).name}.input.shape = {str(shape)[:100]}: must be "
+            f"[N, 3, S, S] with S from 1 to {limits.MAX_CROP}; export the model again"
+        )
+    return shape[-1]
+
+
 def load_exported(
     model_path: str | os.PathLike, engine: str | None = None, *, device: str = "cpu"
 ) -> Runtime:
@@ -206,9 +229,13 @@ def load_exported(
     """
     path = Path(model_path)
     meta = read_metadata(path)
+    # Every value of the card is range-checked before anything is allocated from it.
+    card = card_from_export_metadata(meta, where=metadata_path(path).name)
     fmt = meta["format"]
     engine = engine or DEFAULT_ENGINE[fmt]
     precision = _run_precision(meta, engine, path)
+    if fmt == "onnx":
+        check_onnx_graph(path, _input_side(meta, card, path), engine)
     try:
         runtime = open_file(path, fmt, engine, device, precision)
     except ValueError:

@@ -127,9 +127,17 @@ def restore_training_state(
     order and augmentation cannot be those of the interrupted run.
     """
     state = load_checkpoint(path)
+    _check_state(state, path, [name for name, obj in stateful.items() if obj is not None])
     for name, obj in stateful.items():
         if obj is not None:
-            obj.load_state_dict(state[name])
+            try:
+                obj.load_state_dict(state[name])
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+                raise CheckpointError(
+                    f"{path}: its {name!r} state does not fit this run "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''})"
+                    "; resume with the config the checkpoint was written with"
+                ) from None
     if len(state["rng"]) == world:
         set_rng_state(state["rng"][rank])
     else:
@@ -142,6 +150,38 @@ def restore_training_state(
         state["epoch"], state["step_in_epoch"], state["global_step"], state["best_top1"]
     )
     return progress, state["history"], state["epoch_sums"]
+
+
+class CheckpointError(ValueError):
+    """A file given to resume from that is not a usable training checkpoint."""
+
+
+# What save_training_state writes besides the stateful objects, and the type of each.
+_ENTRIES = {
+    "rng": list, "epoch": int, "step_in_epoch": int, "global_step": int,
+    "best_top1": (int, float), "history": list, "epoch_sums": torch.Tensor,
+}  # fmt: skip
+
+
+def _check_state(state: Any, path: str | Path, names: list[str]) -> None:
+    """Refuse a checkpoint that lacks an entry this run needs, or holds one of the wrong
+    type, naming it (rather than failing deep in the resume with a KeyError)."""
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path}: holds a {type(state).__name__}, not a training checkpoint (a dict "
+            "written by `res2net train`); resume from the last.pt a run wrote"
+        )
+    wanted = {**dict.fromkeys(names, dict), **_ENTRIES}
+    missing = [key for key in wanted if key not in state]
+    wrong = [key for key in wanted if key in state and not isinstance(state[key], wanted[key])]
+    if missing or wrong or not state["rng"]:
+        problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"wrong type of {', '.join(wrong)}"] if wrong else []
+        )
+        raise CheckpointError(
+            f"{path}: not a `res2net train` checkpoint ({'; '.join(problems) or 'no rng'}); "
+            "resume from the last.pt a run wrote"
+        )
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -165,10 +205,22 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint written by :func:`atomic_torch_save` (tensors only)."""
+    """Read a training checkpoint written by :func:`atomic_torch_save` (tensors only).
+
+    :raises CheckpointError: a zip with compressed or oversized entries (never inflated).
+    :raises RuntimeError: a file torch cannot read.
+    """
+    from res2net.weights.errors import WeightFileError
+    from res2net.weights.io import check_torch_zip
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; nothing to resume from")
+    try:
+        # Before torch inflates anything: a compressed entry (a zip bomb) is refused.
+        check_torch_zip(path)
+    except WeightFileError as exc:
+        raise CheckpointError(f"{exc}; resume from the last.pt a run wrote") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files

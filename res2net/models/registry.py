@@ -42,6 +42,9 @@ class ModelEntry:
     config: Res2NetConfig
     family: Literal["paddleclas", "official"]
     url: str = ""
+    # SHA-256 of the file at ``url``, pinned from a real download. None: none was ever made
+    # from this project, so the cache trusts the first download and records its hash
+    # (``res2net models --wide`` says which; see res2net.weights.hub).
     sha256: str | None = None
     preprocess: Preprocess = field(default_factory=Preprocess)
     published: Published = field(default_factory=Published)

@@ -1,23 +1,31 @@
-"""Published weights: download, verify, convert once, cache.
+"""Published weights: download, verify against a pin, cache.
 
 Cache layout (one folder, see :func:`resolve_cache_dir`), per registered name ``NAME``:
 
-``NAME.res2net.safetensors``
-    the weights converted to our format (timm's key names); what ``create_model`` loads.
-``NAME.json``
-    the record: source URL, SHA-256 of the downloaded file and of the converted file.
 ``NAME.pdparams`` / ``NAME.safetensors`` / ``NAME.pth``
-    the download itself, present only until it has been converted. A file placed here by
-    hand (for offline machines) is picked up, checked against a pinned hash and converted.
+    the download itself, as published; what is loaded (the readers of
+    :mod:`res2net.weights.io` rename PaddleClas's keys as they read).
+``NAME.json``
+    the record: the model, its registry URL, the file and its SHA-256.
+
+The cache trusts nothing it holds by itself. The trust anchor of a file is its **pin**:
+
+* the registry's ``sha256`` of the entry (a *pinned* model), which no file can change; or,
+  for an entry without one,
+* the SHA-256 recorded when this machine first downloaded it (*trust on first use*): a
+  record counts only if it is whole and names this model, its registry URL and its file.
+
+Every load re-hashes the file and compares it with the pin. A file that does not match, or
+that has no pin at all (an unpinned model whose record was deleted or is garbage, or a file
+put there by hand), is refused: removed with a warning and fetched again, and if that
+fetch fails the error says the cached copy was removed. A file placed by hand is therefore
+used only when it matches a pin; to use a file of your own, pass its path
+(``create_model(name, pretrained="path")``). Copying a cache folder (files with their
+records) from a machine that downloaded them carries their trust along.
 
 Downloads go to a temporary file in the cache folder and are renamed only when complete
-(``Content-Length`` matched) and their hash is right, so a broken transfer never leaves a
-file that a later run would take as complete. The SHA-256 of the first successful download
-is recorded; a later re-download must match it (or the registry's pinned ``sha256``).
-
-Every load re-hashes the converted file. A cached file whose hash no longer matches its
-record is corrupt: it is removed with a warning and fetched again; if that fetch fails,
-the error says the cached copy was removed.
+(``Content-Length`` matched), matching the pin, and readable as the model's weights, so a
+broken transfer never leaves a file that a later run would take as complete.
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from res2net.weights.errors import WeightFileError
+
 CACHE_ENV = "RES2NET_CACHE"
 MIRROR_ENV = "RES2NET_WEIGHTS_URL"
-CONVERTED_SUFFIX = ".res2net.safetensors"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 
@@ -82,83 +91,147 @@ def weight_url(name: str, source: WeightSource) -> str:
     return source.url
 
 
-def cached_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """The converted weight file of ``name`` if it is in the cache (not re-hashed), else None."""
-    path = resolve_cache_dir(cache_dir) / f"{name}{CONVERTED_SUFFIX}"
+def cached_path(
+    name: str, source: WeightSource, cache_dir: str | os.PathLike | None = None
+) -> Path | None:
+    """The downloaded weight file of ``name`` if it is in the cache (not re-hashed), else
+    None."""
+    path = resolve_cache_dir(cache_dir) / download_filename(name, source)
     return path if path.is_file() else None
 
 
 def fetch_weights(
     name: str,
     source: WeightSource,
-    convert: Callable[[Path, Path], object],
+    check: Callable[[Path], object],
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Path:
-    """The weights at ``source`` as a verified ``.safetensors`` file in the cache.
+    """The weights at ``source`` as a file in the cache that matches its pin.
 
-    Uses the cached file when its hash matches the record; otherwise downloads (with a
-    progress bar on stderr when ``progress``), checks, converts once and caches.
+    Uses the cached file when its hash matches the pin (see the module docstring);
+    otherwise downloads (with a progress bar on stderr when ``progress``), verifies, checks
+    and caches.
 
-    :param name: the file stem in the cache (the registered name).
-    :param source: the download (:func:`res2net.builder.fetch_weights` takes just a name).
-    :param convert: ``convert(downloaded, converted)`` writes the converted file, raising
+    :param name: the registered name (the file stem in the cache); a plain name only.
+    :param source: the registry entry's weights: ``url`` and pinned ``sha256`` (or None).
+    :param check: ``check(downloaded)`` raises
         :class:`~res2net.weights.errors.WeightFileError` for a file that is not the weights.
     :param cache_dir: cache folder; default from :func:`resolve_cache_dir`.
     :param progress: show a download progress bar.
     :raises WeightDownloadError: network / HTTP error, truncated download, hash mismatch,
-        or a downloaded file that is not the weights. The message names the URL,
-        the cache path where the file can be placed by hand, and ``pretrained="path"``.
+        a downloaded file that is not the weights, or an unusable cache folder. The
+        message names the URL, the cache path where the file can be placed by hand, and
+        ``pretrained="path"``.
     """
-    folder = resolve_cache_dir(cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    converted = folder / f"{name}{CONVERTED_SUFFIX}"
+    folder = _cache_folder(resolve_cache_dir(cache_dir))
+    raw = folder / download_filename(_plain_name(name), source)
     record_path = folder / f"{name}.json"
-    record = _read_record(record_path)
-    corrupt_note = ""
-    if converted.is_file():
-        digest = _sha256(converted)
-        if record.get("sha256") in (None, digest):
-            if record.get("sha256") is None:
-                _write_record(record_path, {**record, "file": converted.name, "sha256": digest})
-            return converted
-        converted.unlink()
-        corrupt = (
-            f"the cached {converted} was corrupt (SHA-256 {digest} instead of the recorded "
-            f"{record['sha256']}) and was removed"
-        )
-        warnings.warn(f"{corrupt}; fetching it again", stacklevel=2)
-        corrupt_note = f" ({corrupt})"
-
-    raw = folder / download_filename(name, source)
+    recorded = _recorded_pin(_read_record(record_path), name, source, raw.name)
+    pin = source.sha256 or recorded
     url = weight_url(name, source)
-    expected = source.sha256 or record.get("source_sha256")
+    note = ""
     if raw.is_file():
-        source_sha = _check_hand_placed(raw, expected, name)
-    else:
-        source_sha = _download(url, raw, expected, progress, name, corrupt_note)
-    _convert(raw, converted, name, convert)
-    _write_record(
-        record_path,
-        {
-            "model": name,
-            "url": source.url,
-            "fetched_from": url,
-            "source_file": raw.name,
-            "source_sha256": source_sha,
-            "file": converted.name,
-            "sha256": _sha256(converted),
-        },
+        digest = _sha256(raw)
+        if digest == pin:
+            if recorded != pin:  # a file placed by hand that matches the registry's pin
+                _write_record(record_path, _record(name, source, raw, digest))
+            return raw
+        note = _refuse(raw, digest, pin)
+    digest = _download(url, raw, pin, progress, name, note)
+    try:
+        check(raw)
+    except WeightFileError as exc:
+        raw.unlink(missing_ok=True)
+        raise WeightDownloadError(
+            f"the file fetched for {name} is not usable weights for it; it was removed.\n{exc}"
+        ) from exc
+    _write_record(record_path, _record(name, source, raw, digest))
+    return raw
+
+
+def pin_status(name: str, source: WeightSource, cache_dir: str | os.PathLike | None = None) -> str:
+    """How ``name``'s weights are verified: ``"pinned"`` (the registry holds their SHA-256),
+    ``"recorded"`` (trust on first use, recorded at this cache's first download),
+    ``"trust on first use"`` (no pin yet) or ``"-"`` (no published weights)."""
+    if not source.url:
+        return "-"
+    if source.sha256:
+        return "pinned"
+    folder = resolve_cache_dir(cache_dir)
+    record = _read_record(folder / f"{name}.json") if folder.is_dir() else {}
+    recorded = _recorded_pin(record, name, source, download_filename(name, source))
+    return "recorded" if recorded else "trust on first use"
+
+
+def _plain_name(name: str) -> str:
+    """``name`` if it cannot reach outside the cache folder as a file stem."""
+    if (
+        not name
+        or name != os.path.basename(name)
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+    ):
+        raise WeightDownloadError(f"{name!r} is not a model name; the cache holds plain names only")
+    return name
+
+
+def _cache_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise WeightDownloadError(
+            f"weight cache folder {folder} (or a folder above it) is a file, not a folder; "
+            f"remove it, or choose another folder with cache_dir= or ${CACHE_ENV}"
+        ) from None
+    except OSError as exc:
+        raise WeightDownloadError(
+            f"cannot create the weight cache folder {folder} ({exc.strerror}); choose another "
+            f"with cache_dir= or ${CACHE_ENV}"
+        ) from None
+    return folder
+
+
+def _record(name: str, source: WeightSource, raw: Path, digest: str) -> dict:
+    return {"model": name, "url": source.url, "file": raw.name, "sha256": digest}
+
+
+def _recorded_pin(record: dict, name: str, source: WeightSource, filename: str) -> str | None:
+    """The hash of a record that is whole and belongs to this entry, else None."""
+    expected = {"model": name, "url": source.url, "file": filename}
+    digest = record.get("sha256")
+    if any(record.get(k) != v for k, v in expected.items()) or not _is_sha256(digest):
+        return None
+    return digest
+
+
+def _is_sha256(value: object) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
     )
-    # The converted file carries the same weights; keeping both would double the disk use.
+
+
+def _refuse(raw: Path, digest: str, pin: str | None) -> str:
+    """Remove a cached file that does not match its pin; the note says why."""
     raw.unlink()
-    return converted
+    why = (
+        f"has SHA-256 {digest}, not its pin {pin}"
+        if pin
+        else "has no pin to check it against (no registry hash and no valid record of this "
+        "machine's download)"
+    )
+    note = f"the cached {raw} {why}; it was removed"
+    warnings.warn(f"{note}; fetching it again", stacklevel=3)
+    return f" ({note})"
 
 
 def _help(name: str, url: str, raw: Path) -> str:
     return (
         f"\nTo work offline: fetch it on a connected machine (`res2net download {name}`) and copy "
-        f"the cache folder, or put the file from {url} at {raw} by hand, or load any local copy "
+        f"the cache folder, or put the file from {url} at {raw} by hand (used only when it "
+        "matches the registry's pin), or load any local copy "
         f"with create_model({name!r}, pretrained='path/to/file'). "
         f"To use a mirror, set {MIRROR_ENV} to its URL prefix."
     )
@@ -224,30 +297,6 @@ def _stream(url: str, out, progress: bool, label: str) -> tuple[str, int, int | 
     return hasher.hexdigest(), size, expected_size
 
 
-def _check_hand_placed(raw: Path, expected: str | None, name: str) -> str:
-    digest = _sha256(raw)
-    if expected is not None and digest != expected:
-        raw.unlink()
-        raise WeightDownloadError(
-            f"{raw} (for {name}) has SHA-256 {digest}, expected {expected}; it was removed. "
-            f"Place the right file there, or load it with create_model({name!r}, "
-            "pretrained='path/to/file') to skip the check."
-        )
-    return digest
-
-
-def _convert(raw: Path, converted: Path, name: str, convert) -> None:
-    from res2net.weights.errors import WeightFileError
-
-    try:
-        convert(raw, converted)
-    except WeightFileError as exc:
-        raw.unlink(missing_ok=True)
-        raise WeightDownloadError(
-            f"the file fetched for {name} is not usable weights for it; it was removed.\n{exc}"
-        ) from exc
-
-
 def _sha256(path: Path) -> str:
     hasher = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -258,13 +307,16 @@ def _sha256(path: Path) -> str:
 
 def _read_record(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):
-        # An unreadable record holds no trustworthy hash: start over rather than fail.
+        record = None
+    if not isinstance(record, dict):
+        # An unreadable record holds no trustworthy hash: it pins nothing.
         warnings.warn(f"ignoring unreadable cache record {path}", stacklevel=3)
         return {}
+    return record
 
 
 def _write_record(path: Path, record: dict) -> None:

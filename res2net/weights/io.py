@@ -67,10 +67,13 @@ def _sniff_format(path: Path) -> str:
     )
 
 
-def _check_pth_zip(path: Path) -> None:
+def check_torch_zip(path: Path) -> None:
     """Refuse what ``torch.save`` never writes before torch reads it: compressed entries
     (a few bytes can inflate to gigabytes) and entries that claim more bytes than the file
-    holds."""
+    holds; so reading the file never takes more memory than its size.
+
+    :raises WeightFileError: naming the file and the entry.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
@@ -92,7 +95,7 @@ def _check_pth_zip(path: Path) -> None:
 
 def _read_pth(path: Path) -> dict[str, Tensor]:
     if zipfile.is_zipfile(path):
-        _check_pth_zip(path)
+        check_torch_zip(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad or unsafe files
@@ -131,6 +134,18 @@ def read_weight_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], str, d
         return {k: torch.from_numpy(v) for k, v in arrays.items()}, "paddle-inference", {}
     if not path.is_file():
         raise WeightFileError(f"{path}: no such weight file")
+    try:
+        return _read_any(path)
+    except OSError as exc:
+        # Files that stat as regular but cannot be read as one (/proc/self/mem, a file on
+        # a failing disk) are a user error: name the file.
+        raise WeightFileError(
+            f"{path}: cannot be read as a weight file ({exc.strerror or exc}); give a "
+            ".pdparams, .safetensors or .pth file"
+        ) from None
+
+
+def _read_any(path: Path) -> tuple[dict[str, Tensor], str, dict[str, str]]:
     fmt = _sniff_format(path)
     if fmt == "pdparams":
         arrays = read_pdparams(path)
