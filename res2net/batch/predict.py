@@ -53,7 +53,7 @@ def _list_uri(uri: str) -> list[str]:
 
 
 def predictor_options(
-    model: str | None,
+    model: str | os.PathLike | None,
     weights: str | os.PathLike | bool | None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -77,8 +77,12 @@ def predictor_options(
             f"unexpected keyword argument(s) {', '.join(unknown)}; Predictor's are "
             f"{', '.join(sorted(defaults))}"
         )
+    # Paths travel as strings: a Ray actor gets the file's name and loads it itself (an
+    # exported model as it is), never a network built here.
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
     return {"model": model, "weights": weights, **defaults, **options}
 
 
@@ -86,7 +90,7 @@ def batch_predict(
     sources: Iterable[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    model: str | None = None,
+    model: str | os.PathLike | None = None,
     weights: str | os.PathLike | bool | None = None,
     resume: bool = False,
     rows_per_part: int = 1024,
