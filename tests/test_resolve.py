@@ -171,7 +171,7 @@ def _copy(path: Path, folder: Path) -> Path:
 @pytest.mark.parametrize(
     "make, said",
     [
-        (lambda e, t, d: d / "nothing.xml", "no such file"),
+        (lambda e, t, d: d / "nothing", "no such file, and not a registered name"),
         (lambda e, t, d: _copy(e["openvino"], d).with_suffix(".bin"), "weights half of an Open"),
         (lambda e, t, d: Path(str(_copy(e["onnx"], d)) + ".json"), "export metadata; pass"),
         (lambda e, t, d: d, "a folder, not a model"),

@@ -118,14 +118,19 @@ def batch_predict(
     :param cpus_per_actor: CPUs Ray reserves per actor; below 1 leaves room for the read
         and decode tasks on small machines. Actors also take one GPU each on ``cuda``.
     :param predictor: the other keywords of :class:`~res2net.deploy.predictor.Predictor`
-        (``engine`` ... ``max_pixels``), with ``engine="eager"`` by default here.
+        (``engine`` ... ``max_pixels``), with ``engine="eager"`` by default here (an
+        exported model: its format's own engine).
     :returns: ``{"output", "written", "failed", "skipped", "duplicates_dropped"}``: rows
         written by this call, how many of them are errors, sources skipped by ``resume``,
         and rows removed because they were written twice.
     """
     if rows_per_part < 1:
         raise ValueError(f"rows_per_part must be >= 1, got {rows_per_part}")
-    options = predictor_options(model, weights, **{"engine": "eager", **predictor})
+    from res2net.resolve import identify
+
+    # eager by default (no conversion per process), but an export runs in its own runtime.
+    engine = "auto" if identify(model, weights).kind == "export" else "eager"
+    options = predictor_options(model, weights, **{"engine": engine, **predictor})
     everything = expand_sources(sources)
     if not everything:
         raise ValueError("sources: no image files found")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -85,7 +86,7 @@ class RuntimeModule(nn.Module):
     exported model as it runs a network; an export made with softmax gives log-probabilities
     (the same ranking and, through softmax, the same probabilities)."""
 
-    def __init__(self, runtime, num_classes: int, probabilities: bool = False) -> None:
+    def __init__(self, runtime: Any, num_classes: int, probabilities: bool = False) -> None:
         super().__init__()
         self.runtime = runtime
         self.num_classes = num_classes
@@ -99,7 +100,10 @@ class RuntimeModule(nn.Module):
 
 
 def evaluation_model(
-    name: str | os.PathLike | None, weights, pretrained: bool = False, device: str = "cpu"
+    name: str | os.PathLike | None,
+    weights: str | os.PathLike | None,
+    pretrained: bool = False,
+    device: str = "cpu",
 ) -> tuple[nn.Module, ModelCard]:
     """The model :func:`evaluate_folder` runs and its card: an exported model (named by
     ``name`` or ``weights``) in its own runtime, else the network of a registered name or a
@@ -128,7 +132,7 @@ def evaluation_model(
 def evaluate_folder(
     data: str | Path,
     *,
-    name: str | None = None,
+    name: str | os.PathLike | None = None,
     weights: str | Path | None = None,
     pretrained: bool = False,
     list_file: str | Path | None = None,
@@ -138,7 +142,9 @@ def evaluate_folder(
 ) -> dict[str, float]:
     """Evaluate a model on an ImageFolder (or a PaddleClas list file) with its own eval
     preprocessing: the registry entry's for a registered model, the training config's for
-    weights written by ``res2net train``. Returns :func:`evaluate`'s dict."""
+    weights written by ``res2net train``, the metadata's for an exported model (``name`` or
+    ``weights`` an ``.onnx``, ``.xml``, ``.pt``, ``.pt2`` or ``.pte``, run in its own runtime).
+    Returns :func:`evaluate`'s dict."""
     from res2net.data.transforms import eval_transform
 
     model, card = evaluation_model(name, weights, pretrained, device)
