@@ -146,6 +146,16 @@ def test_predict_cli_takes_an_export(flag, kind, exports, tiny, capsys):
     assert "RANDOM" not in err and "images/s" in err
 
 
+def test_predict_cli_streams_an_export_to_a_file(exports, tiny, tmp_path, capsys):
+    from res2net.batch import read_rows
+
+    out = tmp_path / "rows.jsonl"
+    code, _, err = _cli(capsys, "predict", *PHOTOS, "--model", exports["onnx"], "--output", out)
+    assert code == 0 and err.startswith("tiny-final: 6 images written") and "images/s" in err
+    rows = {r["source"]: r["class_ids"] for r in read_rows(out)}
+    assert [rows[str(p)] for p in PHOTOS] == _runtime_top5(exports["onnx"], tiny["images"])
+
+
 def test_one_name_for_a_trained_file_everywhere(tiny, exports, tmp_path, capsys):
     """predict on the training file, `res2net export` of it and the exports share a name."""
     from res2net.deploy.predictor import Predictor
@@ -270,13 +280,13 @@ def labelled(tiny, tmp_path_factory) -> tuple[Path, float]:
     """The photos as an ImageFolder labelled with the network's own top-1 for half of them
     (so top-1 is exactly 0.5 for the network), and that accuracy."""
     root = tmp_path_factory.mktemp("labelled")
+    folders = [f"{i}-{name}" for i, name in enumerate(LABELS)]  # sorted as the class ids
+    for folder in folders:
+        (root / folder).mkdir()
     top1 = tiny["logits"].argmax(1)
     for i, photo in enumerate(PHOTOS):
         label = top1[i] if i % 2 == 0 else (top1[i] + 1) % 10
-        (root / LABELS[label]).mkdir(exist_ok=True)
-        shutil.copy(photo, root / LABELS[label] / photo.name)
-    for name in LABELS:
-        (root / name).mkdir(exist_ok=True)
+        shutil.copy(photo, root / folders[label] / photo.name)
     return root, float(np.mean([i % 2 == 0 for i in range(len(PHOTOS))]))
 
 

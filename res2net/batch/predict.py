@@ -120,8 +120,9 @@ def batch_predict(
     :param predictor: the other keywords of :class:`~res2net.deploy.predictor.Predictor`
         (``engine`` ... ``max_pixels``), with ``engine="eager"`` by default here (an
         exported model: its format's own engine).
-    :returns: ``{"output", "written", "failed", "skipped", "duplicates_dropped"}``: rows
-        written by this call, how many of them are errors, sources skipped by ``resume``,
+    :returns: ``{"model", "output", "written", "failed", "skipped", "duplicates_dropped"}``:
+        the model's one name (:attr:`res2net.resolve.ModelSource.name`), rows written by this
+        call, how many of them are errors, sources skipped by ``resume``,
         and rows removed because they were written twice.
     """
     if rows_per_part < 1:
@@ -129,7 +130,8 @@ def batch_predict(
     from res2net.resolve import identify
 
     # eager by default (no conversion per process), but an export runs in its own runtime.
-    engine = "auto" if identify(model, weights).kind == "export" else "eager"
+    source = identify(model, weights)
+    engine = "auto" if source.kind == "export" else "eager"
     options = predictor_options(model, weights, **{"engine": engine, **predictor})
     everything = expand_sources(sources)
     if not everything:
@@ -148,6 +150,7 @@ def batch_predict(
             num_actors=num_actors, cpus_per_actor=cpus_per_actor, progress=progress,
         )  # fmt: skip
     return {
+        "model": source.name,
         "output": str(folder),
         "written": written,
         "failed": failed,

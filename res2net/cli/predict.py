@@ -115,7 +115,8 @@ def _run_batch(args: argparse.Namespace, weights, max_pixels: int | None) -> int
         **_predictor_options(args, max_pixels),
     )
     print(
-        f"{summary['written']} images written to {summary['output']} ({summary['failed']} failed, "
+        f"{summary['model']}: {summary['written']} images written to {summary['output']} "
+        f"({summary['failed']} failed, "
         f"{summary['skipped']} already there){_rate(summary['written'], began)}",
         file=sys.stderr,
     )

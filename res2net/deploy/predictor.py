@@ -1,9 +1,11 @@
 """Classify images: decode + preprocess in parallel workers, overlapped with the model.
 
-A :class:`Predictor` holds one model in one runtime (``res2net.deploy.runtimes``) and the
-weight entry's own preprocessing. ``predict`` takes any number of inputs and returns one
-:class:`Prediction` per input, in order; an input that cannot be decoded gets a
-``Prediction`` with ``error`` set, and the others are classified as usual.
+A :class:`Predictor` holds one model in one runtime and its card's own preprocessing and
+labels; what the user named (a registered name, a ``res2net train`` file, an exported
+model) is resolved by :mod:`res2net.resolve`, the door every front end shares. ``predict``
+takes any number of inputs and returns one :class:`Prediction` per input, in order; an
+input that cannot be decoded gets a ``Prediction`` with ``error`` set, and the others are
+classified as usual.
 """
 
 from __future__ import annotations
