@@ -129,14 +129,15 @@ def batch_predict(
         raise ValueError(f"rows_per_part must be >= 1, got {rows_per_part}")
     from res2net.resolve import identify
 
-    # eager by default (no conversion per process), but an export runs in its own runtime.
-    source = identify(model, weights)
-    engine = "auto" if source.kind == "export" else "eager"
-    options = predictor_options(model, weights, **{"engine": engine, **predictor})
+    options = predictor_options(model, weights, **predictor)
     everything = expand_sources(sources)
     if not everything:
         raise ValueError("sources: no image files found")
     folder, fmt, done = prepare_output(output, resume=resume)
+    source = identify(model, weights)
+    if "engine" not in predictor:
+        # eager by default (no conversion per process); an export runs in its own runtime.
+        options["engine"] = "auto" if source.kind == "export" else "eager"
     todo = [s for s in everything if s not in done]
     if not todo:
         written = failed = 0
