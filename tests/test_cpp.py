@@ -287,6 +287,23 @@ def test_missing_or_tampered_export_is_refused(cpp, digits_model, tmp_path, dama
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize("fmt, suffix", [("executorch", ".pte"), ("torchscript", ".pt")])
+def test_an_export_for_another_runtime_is_refused_saying_what_cpp_reads(cpp, tmp_path, fmt,
+                                                                        suffix):  # fmt: skip
+    """A good export in a format res2net-cpp does not run: the message says what it reads,
+    not (as it did for .pte) that the metadata "describes a 'executorch' export, not a .pte"."""
+    import hashlib
+
+    model = tmp_path / f"m{suffix}"
+    model.write_bytes(b"a program for another runtime")
+    meta = {"format": fmt, "files": {model.name: hashlib.sha256(model.read_bytes()).hexdigest()}}
+    model.with_name(model.name + ".json").write_text(json.dumps(meta))
+    proc = run_cpp(cpp, "predict", "--model", model, PHOTOS[0])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"a '{fmt}' export; res2net-cpp reads OpenVINO IR (.xml) and ONNX" in proc.stderr
+    assert "describes" not in proc.stderr
+
+
 def test_bf16_runs_or_is_refused_by_name(cpp, digits_model):
     import openvino as ov
 

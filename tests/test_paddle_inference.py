@@ -81,6 +81,22 @@ def test_cli_convert_and_predict_take_an_inference_model(inference_model, tmp_pa
     assert str(image) in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("fmt", ["json", "pdmodel"])
+def test_an_inference_model_alone_is_a_model(inference_model, photo_batch, fmt, capsys):
+    """As PaddleClas deploys it (deploy/python/predict_cls.py takes only the folder): no model
+    name, the architecture read off the parameters, Paddle Inference's logits."""
+    from res2net.deploy.predictor import Predictor
+
+    folder, paddle_logits = inference_model(VD50, fmt)
+    predictor = Predictor(folder, engine="eager")
+    assert predictor.model_name == VD50 and predictor.num_classes == 1000
+    assert_logits_match(predictor.predict_batch(photo_batch[0].numpy()), paddle_logits)
+    capsys.readouterr()
+    assert main(["predict", str(PHOTOS[0]), "--model", str(folder / "inference.pdiparams")]) == 0
+    out = capsys.readouterr().out
+    assert str(PHOTOS[0]) in out and VD50 in out
+
+
 def test_convert_refuses_another_architecture(inference_model, tmp_path, capsys):
     folder, _ = inference_model(VD50, "json")
     code = main(["convert", str(folder), str(tmp_path / "x.safetensors"), "--model", PLAIN50])

@@ -17,9 +17,9 @@ using nlohmann::json;
 namespace res2net {
 namespace {
 
-// Export format -> model file suffix (res2net.deploy.export.FORMATS).
-const std::map<std::string, std::string> kFormats = {
-    {"onnx", ".onnx"}, {"openvino", ".xml"}, {"torchscript", ".pt"}, {"exported-program", ".pt2"}};
+// The export formats this program reads -> their model file suffix (as in
+// res2net.deploy.engines.FORMAT_SPECS); the others run in ExecuTorch or PyTorch.
+const std::map<std::string, std::string> kReadFormats = {{"onnx", ".onnx"}, {"openvino", ".xml"}};
 
 std::string sha256_hex(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -104,18 +104,19 @@ ModelInfo read_model_info(const std::string& model_path) {
   }
   const json meta = parse_metadata(meta_file);
   const std::string fmt = meta["format"].get<std::string>();
-  auto known = kFormats.find(fmt);
-  if (known == kFormats.end() || known->second != path.extension().string()) {
+  if (kReadFormats.find(fmt) == kReadFormats.end()) {
+    // Say what this program reads, not that the file is the wrong one: a .pte beside its own
+    // metadata is a good export, only one for another runtime (ExecuTorch, PyTorch).
+    throw ModelError(model_path + ": a '" + fmt + "' export; res2net-cpp reads OpenVINO IR (.xml) "
+                     "and ONNX (.onnx) exports only: export with --format openvino or onnx, or "
+                     "run this file with `res2net predict --model " + model_path + "`");
+  }
+  if (kReadFormats.at(fmt) != path.extension().string()) {
     throw ModelError(model_path + ": metadata " + meta_file.filename().string() +
                      " describes a '" + fmt + "' export, not a " + path.extension().string() +
                      " file");
   }
   check_files(path, meta["files"], fmt, meta_file);
-  if (fmt != "openvino" && fmt != "onnx") {
-    throw ModelError(model_path + ": a " + fmt +
-                     " export runs in PyTorch; res2net-cpp runs OpenVINO IR (.xml) and ONNX "
-                     "(.onnx) exports: export with --format openvino or onnx");
-  }
   ModelInfo info;
   try {
     info.path = model_path;

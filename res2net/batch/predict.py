@@ -53,7 +53,7 @@ def _list_uri(uri: str) -> list[str]:
 
 
 def predictor_options(
-    model: str | None,
+    model: str | os.PathLike | None,
     weights: str | os.PathLike | bool | None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -77,8 +77,12 @@ def predictor_options(
             f"unexpected keyword argument(s) {', '.join(unknown)}; Predictor's are "
             f"{', '.join(sorted(defaults))}"
         )
+    # Paths travel as strings: a Ray actor gets the file's name and loads it itself (an
+    # exported model as it is), never a network built here.
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
     return {"model": model, "weights": weights, **defaults, **options}
 
 
@@ -86,7 +90,7 @@ def batch_predict(
     sources: Iterable[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    model: str | None = None,
+    model: str | os.PathLike | None = None,
     weights: str | os.PathLike | bool | None = None,
     resume: bool = False,
     rows_per_part: int = 1024,
@@ -114,18 +118,26 @@ def batch_predict(
     :param cpus_per_actor: CPUs Ray reserves per actor; below 1 leaves room for the read
         and decode tasks on small machines. Actors also take one GPU each on ``cuda``.
     :param predictor: the other keywords of :class:`~res2net.deploy.predictor.Predictor`
-        (``engine`` ... ``max_pixels``), with ``engine="eager"`` by default here.
-    :returns: ``{"output", "written", "failed", "skipped", "duplicates_dropped"}``: rows
-        written by this call, how many of them are errors, sources skipped by ``resume``,
+        (``engine`` ... ``max_pixels``), with ``engine="eager"`` by default here (an
+        exported model: its format's own engine).
+    :returns: ``{"model", "output", "written", "failed", "skipped", "duplicates_dropped"}``:
+        the model's one name (:attr:`res2net.resolve.ModelSource.name`), rows written by this
+        call, how many of them are errors, sources skipped by ``resume``,
         and rows removed because they were written twice.
     """
     if rows_per_part < 1:
         raise ValueError(f"rows_per_part must be >= 1, got {rows_per_part}")
-    options = predictor_options(model, weights, **{"engine": "eager", **predictor})
+    from res2net.resolve import identify
+
+    options = predictor_options(model, weights, **predictor)
     everything = expand_sources(sources)
     if not everything:
         raise ValueError("sources: no image files found")
     folder, fmt, done = prepare_output(output, resume=resume)
+    source = identify(model, weights)
+    if "engine" not in predictor:
+        # eager by default (no conversion per process); an export runs in its own runtime.
+        options["engine"] = "auto" if source.kind == "export" else "eager"
     todo = [s for s in everything if s not in done]
     if not todo:
         written = failed = 0
@@ -139,6 +151,7 @@ def batch_predict(
             num_actors=num_actors, cpus_per_actor=cpus_per_actor, progress=progress,
         )  # fmt: skip
     return {
+        "model": source.name,
         "output": str(folder),
         "written": written,
         "failed": failed,

@@ -55,18 +55,11 @@ def connect(address: str | None) -> bool:
 
 def predict_preprocess(model: str | None, weights: Any) -> Preprocess:
     """The preprocessing a :class:`~res2net.deploy.predictor.Predictor` built from the same
-    ``model`` and ``weights`` applies: the entry's, or a training export's own."""
-    from res2net.card import load_card, training_card
+    ``model`` and ``weights`` applies: the card's of whatever they name
+    (:func:`res2net.resolve.identify`: a registered name, a training or an exported file)."""
+    from res2net.resolve import identify
 
-    if model is not None:
-        return load_card(model).preprocess
-    card = training_card(weights) if isinstance(weights, str) else None
-    if card is None:
-        raise ValueError(
-            "model: none given, and weights is not a .safetensors file written by "
-            "`res2net train`; name a registered model"
-        )
-    return card.preprocess
+    return identify(model, weights).card.preprocess
 
 
 def _decode_for_predict(batch: dict[str, np.ndarray], cfg: Preprocess, max_pixels) -> dict:
@@ -239,11 +232,11 @@ class _Evaluate:
     """Ray actor: one model; each call returns the evaluation sums of a block."""
 
     def __init__(self, name, weights, pretrained: bool, device: str, cpus: float) -> None:
-        from res2net.engine.evaluate import model_from_weights
+        from res2net.engine.evaluate import evaluation_model
 
         _set_threads(cpus)
         self.device = device
-        self.model = model_from_weights(weights, name, pretrained)[0].to(device)
+        self.model = evaluation_model(name, weights, pretrained, device)[0]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -275,16 +268,14 @@ class _Evaluate:
 
 
 def eval_preprocess(name: str | None, weights: Any) -> Preprocess:
-    """The preprocessing :func:`res2net.engine.evaluate.evaluate_folder` uses: a training
-    export's own when the weights carry it, else the registered entry's."""
-    from res2net.card import load_card, training_card
+    """The preprocessing :func:`res2net.engine.evaluate.evaluate_folder` uses: the card's of
+    what ``name`` and ``weights`` name (a training export's own when the weights carry it,
+    an export's from its metadata, else the registered entry's)."""
+    from res2net.card import training_card
+    from res2net.resolve import identify
 
     card = training_card(weights) if weights else None
-    if card is not None:
-        return card.preprocess
-    if name is None:
-        raise ValueError(f"{weights}: no architecture in its metadata; name the model")
-    return load_card(name).preprocess
+    return card.preprocess if card is not None else identify(name, weights).card.preprocess
 
 
 def evaluate_on_ray(
@@ -310,12 +301,14 @@ def evaluate_on_ray(
     import ray
 
     from res2net.data.datasets import folder_samples, list_file_samples
+    from res2net.resolve import is_registered
 
     if name is None and weights is None:
         raise ValueError("give a registered model name, a weights file, or both")
-    if weights is None and not pretrained:
+    if weights is None and not pretrained and is_registered(name):
         raise ValueError(f"{name}: no weights given; pass a weights file, or pretrained=True")
     weights = os.fspath(weights) if weights is not None else None
+    name = os.fspath(name) if name is not None else None
     cfg = eval_preprocess(name, weights)
     samples = list_file_samples(list_file, data) if list_file else folder_samples(data)[0]
     rows = [(str(path), label) for path, label in samples]

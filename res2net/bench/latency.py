@@ -186,16 +186,16 @@ def bench_model(name: str | None, weights: str | None = None) -> tuple[Any, dict
     from res2net.models.registry import model_info
 
     if name is None:
-        from res2net.deploy.predictor import load_training_export
         from res2net.models.counting import count_model
+        from res2net.resolve import load_training_export
 
         network, pre, _, _ = load_training_export(weights)
         _, gflops = count_model(network.config, 224, network.num_classes)
         facts = {"name": str(weights), "gflops": round(gflops, 3), "published": {"top1": None}}
         return network, {**facts, "preprocess_cfg": pre}
     from res2net.builder import create_model
-    from res2net.engine.evaluate import model_from_weights
     from res2net.models.registry import get_entry
+    from res2net.resolve import model_from_weights
 
     network = model_from_weights(weights, name)[0] if weights else create_model(name)
     return network.eval(), {**model_info(name), "preprocess_cfg": get_entry(name).preprocess}

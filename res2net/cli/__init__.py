@@ -50,12 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _in_flags(exc: Exception) -> str:
     """A library error in the command line's words: the library names Python arguments."""
-    predictor = sys.modules.get("res2net.deploy.predictor")  # not imported: not its error
-    if predictor is not None and isinstance(exc, predictor.NoModelError):
-        return (
-            "no --model given: name a registered model, or pass --weights with a .safetensors "
-            "file written by `res2net train` (it records its architecture)"
-        )
+    resolve = sys.modules.get("res2net.resolve")  # not imported: not its error
+    if resolve is not None and isinstance(exc, resolve.ModelSourceError):
+        return exc.cli_message
     return f"{exc}{_flag_hint(exc)}"
 
 

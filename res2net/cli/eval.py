@@ -15,10 +15,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
         help="top-1/top-5 accuracy on a labelled image folder (ImageFolder or list file)",
         description="Evaluate with the model's own eval preprocessing. --model names a "
-        "registered network; weights written by `res2net train` carry their architecture.",
+        "registered network or an exported model file; weights written by `res2net train` "
+        "carry their architecture.",
     )
-    p.add_argument("--model", help="registered model name (see `res2net models`)")
-    p.add_argument("--weights", help="weight file (.safetensors, .pdparams, .pth)")
+    p.add_argument(
+        "--model",
+        help="registered model name (see `res2net models`), or an exported model (.onnx, .xml, "
+        ".pt, .pt2, .pte) run as it is",
+    )
+    p.add_argument(
+        "--weights",
+        help="weight file (.safetensors, .pdparams, .pth); alone: a `res2net train` "
+        ".safetensors or an exported model",
+    )
     p.add_argument(
         "--pretrained", action="store_true", help="use the model's published weights (download)"
     )
@@ -45,15 +54,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from res2net.engine.evaluate import evaluate_folder
+    from res2net.resolve import is_registered
 
     apply_paddleclas_config(args, "eval")
     if not args.data:
         raise ValueError("give --data DIR (or --config with a PaddleClas DataLoader.Eval)")
     if not (args.model or args.weights):
-        raise ValueError("give --model NAME (with --weights or --pretrained) or --weights FILE")
+        raise ValueError(
+            "give --model NAME (with --weights or --pretrained), --model EXPORTED_FILE or "
+            "--weights FILE"
+        )
     if args.pretrained and args.weights:
         raise ValueError("give either --pretrained or --weights, not both")
-    if not (args.pretrained or args.weights):
+    if is_registered(args.model) and not (args.pretrained or args.weights):
         raise ValueError(f"--model {args.model}: give --weights FILE or --pretrained")
     common = {"name": args.model, "weights": args.weights, "pretrained": args.pretrained}
     common |= {"list_file": args.list_file, "device": args.device}

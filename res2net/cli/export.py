@@ -68,12 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _network(args: argparse.Namespace):
     """(network with weights, name, preprocessing, class names or None) to export."""
-    from pathlib import Path
-
     from res2net.builder import build_model
     from res2net.card import card_of
-    from res2net.deploy.predictor import load_training_export
     from res2net.models.registry import get_entry
+    from res2net.resolve import load_training_export
 
     if args.model is None:
         if not args.weights:
@@ -81,9 +79,8 @@ def _network(args: argparse.Namespace):
                 "give --model NAME, or --weights FILE written by `res2net train` (it records "
                 "its architecture)"
             )
+        # The name is res2net.resolve's, the one predict and serve use for this file too.
         network, pre, name, classes = load_training_export(args.weights)
-        if name == "trained":  # an `arch:` config: name it after its run folder and file
-            name = f"{Path(args.weights).resolve().parent.name}-{Path(args.weights).stem}"
         return network, name, pre, classes
     card = card_of(get_entry(args.model))
     source = args.weights or not args.random_weights

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from res2net.cli.helpfmt import HelpFormatter
 from res2net.cli.paddleclas import add_paddleclas_config_arguments, apply_paddleclas_config
@@ -23,11 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="*", metavar="IMAGES_OR_FOLDERS")
     p.add_argument(
         "--model",
-        help="registered name (see `res2net models`); may be left out for weights written by "
-        "`res2net train`, which record their architecture, preprocessing and class names",
+        help="registered name (see `res2net models`), or an exported model (.onnx, .xml, .pt, "
+        ".pt2, .pte: run as it is, with the preprocessing and labels of its .json), or a "
+        ".safetensors written by `res2net train` (records architecture, preprocessing, classes)",
     )
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--weights", help=".pdparams / .safetensors / .pth weight file")
+    source.add_argument(
+        "--weights",
+        help="with a registered --model: .pdparams / .safetensors / .pth weight file; alone: "
+        "an exported model or a `res2net train` .safetensors",
+    )
     source.add_argument(
         "--pretrained", action="store_true", help="download and cache the published weights"
     )
@@ -97,6 +103,7 @@ def _predictor_options(args: argparse.Namespace, max_pixels: int | None) -> dict
 def _run_batch(args: argparse.Namespace, weights, max_pixels: int | None) -> int:
     from res2net.batch import batch_predict
 
+    began = time.perf_counter()
     summary = batch_predict(
         args.inputs,
         args.output,
@@ -110,8 +117,9 @@ def _run_batch(args: argparse.Namespace, weights, max_pixels: int | None) -> int
         **_predictor_options(args, max_pixels),
     )
     print(
-        f"{summary['written']} images written to {summary['output']} ({summary['failed']} failed, "
-        f"{summary['skipped']} already there)",
+        f"{summary['model']}: {summary['written']} images written to {summary['output']} "
+        f"({summary['failed']} failed, "
+        f"{summary['skipped']} already there){_rate(summary['written'], began)}",
         file=sys.stderr,
     )
     return 1 if summary["failed"] else 0
@@ -128,6 +136,12 @@ def _print_text(predictions: list, model: str, weights: str) -> None:
         names = pred.labels or [""] * len(pred.class_ids)
         for cid, name, score in zip(pred.class_ids, names, pred.scores, strict=True):
             print(f"  {score:.4f}  {cid:>4}  {name}".rstrip())
+
+
+def _rate(images: int, began: float) -> str:
+    """ ", N images/s" over the time since ``began`` (model loading included)."""
+    seconds = time.perf_counter() - began
+    return f", {images / seconds:.1f} images/s" if images and seconds > 0 else ""
 
 
 def _max_pixels(value: int | None, default: int) -> int | None:
@@ -157,23 +171,31 @@ def run(args: argparse.Namespace) -> int:
     files = collect_images(args.inputs)
     if not files:
         raise ValueError(f"no image files found in {', '.join(args.inputs)}")
+    began = time.perf_counter()
     predictor = Predictor(
         args.model,
         weights,
         **_predictor_options(args, _max_pixels(args.max_pixels, DEFAULT_MAX_PIXELS)),
     )
-    if not weights:
+    random = predictor.weights is None
+    if random:
         # Only once the command is known to run: a usage error above needs no such warning.
         print(
             f"warning: no --weights given: {predictor.model_name} has RANDOM weights, "
             "so its predictions mean nothing. Pass --weights FILE or --pretrained.",
             file=sys.stderr,
         )
+    loaded = time.perf_counter()
     predictions = predictor.predict(files)
+    print(
+        f"{len(files)} images in {time.perf_counter() - began:.2f} s (model ready after "
+        f"{loaded - began:.2f} s){_rate(len(files), loaded)}",
+        file=sys.stderr,
+    )
     failed = [p for p in predictions if not p.ok]
     for pred in failed:
         print(f"failed: {pred.error}", file=sys.stderr)
-    weights_name = str(args.weights) if args.weights else ("pretrained" if weights else None)
+    weights_name = None if random else ("pretrained" if weights is True else str(predictor.weights))
     if args.json:
         document = {
             "model": predictor.model_name,

@@ -33,11 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        help="registered name (see `res2net models`); leave out for a --weights file written "
-        "by `res2net train`, which records its architecture, preprocessing and class names",
+        help="registered name (see `res2net models`), or an exported model (.onnx, .xml, .pt, "
+        ".pt2, .pte), or a .safetensors written by `res2net train`; files carry their own "
+        "preprocessing and class names, and the model is served under its card's name",
     )
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--weights", help=".pdparams / .safetensors / .pth (default: random)")
+    source.add_argument(
+        "--weights",
+        help="with a registered --model: .pdparams / .safetensors / .pth (default: random); "
+        "alone: an exported model or a `res2net train` .safetensors",
+    )
     source.add_argument(
         "--pretrained", action="store_true", help="download and cache the published weights"
     )

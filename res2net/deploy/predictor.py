@@ -1,9 +1,11 @@
 """Classify images: decode + preprocess in parallel workers, overlapped with the model.
 
-A :class:`Predictor` holds one model in one runtime (``res2net.deploy.runtimes``) and the
-weight entry's own preprocessing. ``predict`` takes any number of inputs and returns one
-:class:`Prediction` per input, in order; an input that cannot be decoded gets a
-``Prediction`` with ``error`` set, and the others are classified as usual.
+A :class:`Predictor` holds one model in one runtime and its card's own preprocessing and
+labels; what the user named (a registered name, a ``res2net train`` file, an exported
+model) is resolved by :mod:`res2net.resolve`, the door every front end shares. ``predict``
+takes any number of inputs and returns one :class:`Prediction` per input, in order; an
+input that cannot be decoded gets a ``Prediction`` with ``error`` set, and the others are
+classified as usual.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,12 +25,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from res2net.card import ModelCard, load_card
 from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source
 from res2net.data.labels import imagenet_labels, load_label_file
-from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import preprocess
-from res2net.deploy.runtimes import create_runtime
+from res2net.resolve import EXPORT_SUFFIXES, ModelSourceError, identify, open_model
 
 
 @dataclass
@@ -80,62 +81,39 @@ def softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.take_along_axis(probs, ids, axis=1)
 
 
-def load_training_export(weights) -> tuple[Any, Preprocess, str, list[str] | None]:
-    """Network (weights loaded, eval mode), preprocessing, name and class names of a
-    ``.safetensors`` file written by ``res2net train``, which records all four in its card.
-
-    The one reader behind every command that takes such a file without a model name
-    (predict, export, serve, bench).
-
-    :raises ValueError: ``weights`` is not such a file.
-    """
-    network, card = _training_export(weights)
-    labels = list(card.labels) if card.labels is not None else None
-    return network, card.preprocess, card.name or "trained", labels
-
-
-class NoModelError(ValueError):
-    """Neither a registered model name nor a training export that records its own."""
-
-
-def _training_export(weights) -> tuple[Any, ModelCard]:
-    from res2net.card import read_training_metadata
-    from res2net.engine.evaluate import model_from_weights
-
-    if not weights or weights is True or not read_training_metadata(weights):
-        raise NoModelError(
-            "no model given: pass model= a registered name, or weights= a .safetensors file "
-            "written by `res2net train` (it records its architecture)"
-        )
-    return model_from_weights(weights)
-
-
 class Predictor:
     """A Res2Net ready to classify images.
 
-    :param model: a registered name (``res2net models``); sets the network and preprocessing.
-        ``None`` takes both (and the class names) from a ``.safetensors`` file written by
-        ``res2net train``, given as ``weights``.
-    :param weights: a weight file path, ``True`` for the entry's published weights, or
-        ``None``/``False`` for random weights (only useful for testing and timing).
+    :param model: a registered name (``res2net models``), or an exported model file
+        (``.onnx``, ``.xml``, ``.pt``, ``.pt2``, ``.pte``; see :meth:`from_export`), or a
+        ``.safetensors`` written by ``res2net train``. ``None`` takes the model from
+        ``weights``. A file that is neither is refused, saying what it is
+        (:mod:`res2net.resolve`).
+    :param weights: with a registered name: a weight file path, ``True`` for the entry's
+        published weights, or ``None``/``False`` for random weights (only useful for testing
+        and timing). Without ``model``: an exported model or a ``res2net train`` file.
     :param engine: runtime name (``res2net.deploy.runtimes.available_engines()``), or
         ``"auto"``: the fastest installed for ``precision`` on ``device``
-        (``res2net.deploy.runtimes.auto_engine``); ``runtime.engine`` names the one chosen.
+        (``res2net.deploy.runtimes.auto_engine``), or an export's own engine;
+        ``runtime.engine`` names the one chosen.
     :param device: ``"cpu"`` or ``"cuda"``.
     :param precision: ``"fp32"`` (IEEE FP32 on every engine), ``"bf16"`` (the PyTorch
         engines, and ``openvino`` on CPUs with AVX512-BF16 or AMX-BF16), or ``"fp16"`` on a
-        GPU; see ``res2net.deploy.runtimes.engine_precisions``.
+        GPU; see ``res2net.deploy.runtimes.engine_precisions``. An export runs at the
+        precision it was exported at.
     :param topk: classes reported per image.
     :param batch_size: images per model call.
     :param num_workers: decoding/preprocessing threads (0: decode in the calling thread).
-    :param labels: a label file path or a list of names; default ImageNet's for 1000 classes.
-    :param num_classes: classifier size; default the length of ``labels``, else 1000.
+    :param labels: a label file path or a list of names; default: the card's, else
+        ImageNet's for 1000 classes.
+    :param num_classes: classifier size of a registered model; default the length of
+        ``labels``, else 1000 (files carry their own).
     :param max_pixels: decompression-bomb limit for each input (``None``: no limit).
     """
 
     def __init__(
         self,
-        model: str | None,
+        model: str | os.PathLike | None,
         weights: str | os.PathLike | bool | None = None,
         *,
         engine: str = "auto",
@@ -153,32 +131,55 @@ class Predictor:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but no CUDA GPU is usable here; use cpu")
         names = _read_labels(labels)
-        if model is None:
-            network, card = _training_export(weights)
-            names = names or (list(card.labels) if card.labels is not None else None)
-            num_classes = card.num_classes
-        else:
-            from res2net.builder import build_model
-
-            num_classes = num_classes or (len(names) if names else 1000)
-            card = replace(load_card(model), num_classes=num_classes)
-            # skip_head=False: a fine-tuned file's own classifier is what predict needs.
-            network = build_model(card, weights=weights or False, skip_head=False)
+        source = identify(model, weights)
+        if source.kind == "registered" and num_classes is None and names:
+            num_classes = len(names)
+        card, self.runtime = open_model(
+            source, engine=engine, device=device, precision=precision, num_classes=num_classes
+        )
+        if names is None and card.labels is not None:
+            names = list(card.labels)
+        self.source = source
         self.card = card
-        self.model_name = card.name or "trained"
+        self.model_name = source.name
+        # Other names the model answers to (its file's stem), for the server.
+        self.model_aliases = tuple(a for a in source.aliases if a != source.name)
         self.preprocess_cfg = card.preprocess
-        self.labels = _labels_for(names, num_classes)
-        self.num_classes = num_classes
-        self.topk = min(topk, num_classes)
+        self.labels = _labels_for(names, card.num_classes)
+        self.num_classes = card.num_classes
+        self.topk = min(topk, card.num_classes)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.max_pixels = max_pixels
-        self.weights = weights if weights else None
-        self.runtime = create_runtime(network.eval(), engine, device=device, precision=precision)
+        self.weights = source.path if source.path is not None else (source.weights or None)
+        metadata = getattr(self.runtime, "metadata", None) or {}
+        # An export made with softmax outputs probabilities; their log is a valid logit.
+        self._outputs_probabilities = metadata.get("output") == "probabilities"
+
+    @classmethod
+    def from_export(cls, path: str | os.PathLike, **options: Any) -> Predictor:
+        """A predictor running an exported model file as it is: card, preprocessing, labels
+        and precision from its ``<file>.json``, runtime from
+        :func:`res2net.deploy.export.load_exported`; nothing converted or downloaded.
+
+        :param options: the other keywords of :class:`Predictor` (``engine``, ``topk``...).
+        :raises ValueError: ``path`` is not an exported model (saying what it is), or its
+            metadata is missing or does not match it.
+        """
+        if Path(path).suffix not in EXPORT_SUFFIXES:
+            raise ModelSourceError(
+                f"path={os.fspath(path)!r} is not an exported model (one of "
+                f"{', '.join(EXPORT_SUFFIXES)}); use Predictor(model=...) for other files"
+            )
+        return cls(path, **options)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Logits (N x classes, float32) of an already preprocessed N x 3 x H x W batch."""
-        return self.runtime(np.ascontiguousarray(batch, dtype=np.float32))
+        """Logits (N x classes, float32) of an already preprocessed N x 3 x H x W batch (for
+        an export made with softmax: log-probabilities, which softmax maps back to them)."""
+        out = self.runtime(np.ascontiguousarray(batch, dtype=np.float32))
+        if self._outputs_probabilities:
+            out = np.log(np.maximum(out, np.finfo(np.float32).tiny)).astype(np.float32)
+        return out
 
     def preprocess(self, source: ImageSource) -> torch.Tensor:
         """One input decoded and preprocessed for this model (3 x crop x crop float32)."""

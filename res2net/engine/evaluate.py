@@ -6,8 +6,9 @@ over all processes, each of which evaluates a disjoint shard of the data.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -15,13 +16,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from res2net.card import ModelCard, card_of, read_training_metadata, training_card
+from res2net.card import ModelCard, read_training_metadata
 from res2net.data.datasets import build_dataset, collate_skipping
 from res2net.engine.distill import agreement
-from res2net.models.registry import get_entry
-from res2net.weights.errors import WeightFileError
+from res2net.resolve import check_training_export, identify, model_from_weights, open_model
 
-__all__ = ["evaluate", "evaluate_folder", "model_from_weights", "read_training_metadata"]
+# model_from_weights, check_training_export and read_training_metadata live below the engine
+# (res2net.resolve, res2net.card); they stay importable here for existing callers.
+__all__ = [
+    "check_training_export", "evaluate", "evaluate_folder", "evaluation_model",
+    "model_from_weights", "read_training_metadata",
+]  # fmt: skip
 
 
 @torch.no_grad()
@@ -76,78 +81,58 @@ def evaluate(
     return result
 
 
-def model_from_weights(
-    weights: str | Path | None, name: str | None = None, pretrained: bool = False
+class RuntimeModule(nn.Module):
+    """A runtime (numpy in, logits out) seen as a module, so that :func:`evaluate` runs an
+    exported model as it runs a network; an export made with softmax gives log-probabilities
+    (the same ranking and, through softmax, the same probabilities)."""
+
+    def __init__(self, runtime: Any, num_classes: int, probabilities: bool = False) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.num_classes = num_classes
+        self.probabilities = probabilities
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = torch.from_numpy(self.runtime(images.detach().cpu().float().contiguous().numpy()))
+        if self.probabilities:
+            out = out.clamp_min(torch.finfo(torch.float32).tiny).log()
+        return out.to(images.device)
+
+
+def evaluation_model(
+    name: str | os.PathLike | None,
+    weights: str | os.PathLike | None,
+    pretrained: bool = False,
+    device: str = "cpu",
 ) -> tuple[nn.Module, ModelCard]:
-    """A model for evaluation, and the card that says how to feed it.
+    """The model :func:`evaluate_folder` runs and its card: an exported model (named by
+    ``name`` or ``weights``) in its own runtime, else the network of a registered name or a
+    ``res2net train`` file (:func:`res2net.resolve.model_from_weights`).
 
-    ``name`` is a registered model; without it the architecture comes from the card that
-    :func:`res2net.engine.train.train` writes into its ``.safetensors`` exports (whose
-    preprocessing and class names then win over the registry's). The class count is read
-    from the file's classifier.
+    :raises ValueError: a registered name without weights and not ``pretrained``; anything
+        that is not a model (:class:`res2net.resolve.ModelSourceError`).
     """
-    from res2net.builder import build_model
-
-    card = training_card(weights) if weights else None
-    if card is not None:
-        check_training_export(weights, card)
-    if name is None:
-        if card is None:
-            raise ValueError(
-                f"{weights}: no architecture in its metadata (not written by `res2net train`); "
-                "name the registered model it belongs to (argument name)"
-            )
-        return build_model(card).eval(), card
-    num_classes = _classes_in_file(weights) if weights else 1000
-    entry = replace(card_of(get_entry(name)), num_classes=num_classes)
-    source: bool | str = str(weights) if weights else pretrained
-    model = build_model(entry, weights=source, skip_head=False)
-    return model.eval(), card or entry
-
-
-def _classes_in_file(path: str | Path) -> int:
-    from res2net.weights.io import read_weight_file
-
-    state, _, _ = read_weight_file(path)
-    for key in ("fc.weight", "out.weight"):
-        if key in state:
-            # PaddleClas stores Linear weights as [in, out]; ours are [out, in].
-            return int(state[key].shape[1 if key == "out.weight" else 0])
-    raise ValueError(f"{path}: no classifier weights (fc.weight / out.weight) in the file")
-
-
-def check_training_export(path: str | Path, card: ModelCard) -> None:
-    """Check that a training export's architecture matches the file's tensors before a
-    network is built from it (a shape-only network on the meta device). Its card's fields
-    were checked when it was read (:func:`res2net.card.training_card`).
-
-    :raises WeightFileError: naming the file and the first differing tensors.
-    """
-    from safetensors import safe_open
-
-    from res2net.models.res2net import Res2Net
-
-    with torch.device("meta"):
-        shapes = Res2Net(card.config, num_classes=card.num_classes)
-    wanted = {k: tuple(v.shape) for k, v in shapes.state_dict().items()}
-    with safe_open(str(path), framework="pt") as fh:
-        found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
-    wanted = {k: v for k, v in wanted.items() if not k.endswith("num_batches_tracked")}
-    found = {k: v for k, v in found.items() if not k.endswith("num_batches_tracked")}
-    if wanted != found:
-        odd = sorted(set(wanted.items()) ^ set(found.items()))[:3]
-        raise WeightFileError(
-            f"{path}: not a valid `res2net train` export: the architecture in its metadata "
-            "does not match the tensors in the file (first differences: "
-            f"{', '.join(f'{k} {s}' for k, s in odd)}). Re-export it with `res2net train`, or "
-            "name the registered model it belongs to."
+    if name is None and weights is None:
+        raise ValueError("give a registered model name, a weights file, or both")
+    source = identify(name, True if pretrained and not weights else weights)
+    if source.kind == "export":
+        card, runtime = open_model(source, device=device)
+        outputs = (getattr(runtime, "metadata", None) or {}).get("output")
+        return RuntimeModule(runtime, card.num_classes, outputs == "probabilities"), card
+    if source.kind == "registered" and source.weights is False:
+        raise ValueError(
+            f"{name}: no weights given; pass weights=FILE, or pretrained=True for the "
+            "published ones"
         )
+    model, card = model_from_weights(weights, None if source.kind == "training" else name,
+                                     pretrained)  # fmt: skip
+    return model.to(device), card
 
 
 def evaluate_folder(
     data: str | Path,
     *,
-    name: str | None = None,
+    name: str | os.PathLike | None = None,
     weights: str | Path | None = None,
     pretrained: bool = False,
     list_file: str | Path | None = None,
@@ -157,21 +142,16 @@ def evaluate_folder(
 ) -> dict[str, float]:
     """Evaluate a model on an ImageFolder (or a PaddleClas list file) with its own eval
     preprocessing: the registry entry's for a registered model, the training config's for
-    weights written by ``res2net train``. Returns :func:`evaluate`'s dict."""
+    weights written by ``res2net train``, the metadata's for an exported model (``name`` or
+    ``weights`` an ``.onnx``, ``.xml``, ``.pt``, ``.pt2`` or ``.pte``, run in its own runtime).
+    Returns :func:`evaluate`'s dict."""
     from res2net.data.transforms import eval_transform
 
-    if name is None and weights is None:
-        raise ValueError("give a registered model name, a weights file, or both")
-    if weights is None and not pretrained:
-        raise ValueError(
-            f"{name}: no weights given; pass weights=FILE, or pretrained=True for the "
-            "published ones"
-        )
-    model, card = model_from_weights(weights, name, pretrained)
+    model, card = evaluation_model(name, weights, pretrained, device)
     transform = eval_transform(card.preprocess)
     num_classes = getattr(model, "num_classes", None) or None
     dataset = build_dataset(data, transform, list_file, num_classes=num_classes)
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping
     )
-    return evaluate(model.to(device), loader, device)
+    return evaluate(model, loader, device)

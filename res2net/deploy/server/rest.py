@@ -274,6 +274,19 @@ def _add_health_routes(app: FastAPI, service: ModelService) -> None:
     async def server_metadata() -> dict:
         return service.server_metadata()
 
+    @app.get("/v2/models")
+    async def models_index() -> dict:
+        return {"models": service.models_index()}
+
+    @app.post("/v2/repository/index")
+    async def repository_index() -> list:
+        # Triton's model-repository extension: [{name, version, state}] per served model.
+        return [
+            {"name": m["name"], "version": v, "state": m["state"]}
+            for m in service.models_index()
+            for v in m["versions"]
+        ]
+
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str | None = None) -> dict:

@@ -8,6 +8,7 @@ stops sending traffic), stops accepting connections, lets every in-flight reques
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -28,8 +29,8 @@ log = logging.getLogger("res2net.serve")
 
 
 def build_service(
-    model: str,
-    weights: str | bool | None = None,
+    model: str | os.PathLike | None,
+    weights: str | os.PathLike | bool | None = None,
     *,
     engine: str = "auto",
     device: str = "cpu",
@@ -39,7 +40,12 @@ def build_service(
 ) -> ModelService:
     """Load the model into a :class:`Predictor` and wrap it for serving (not yet ready).
 
-    :param weights: a weight file, ``True`` for the published weights, ``None`` for random.
+    :param model: as for :class:`Predictor`: a registered name, an exported model file (run
+        as it is) or a ``res2net train`` file; ``None`` takes it from ``weights``. The model
+        is served under its one name (:attr:`res2net.resolve.ModelSource.name`) and also
+        answers to its file's stem.
+    :param weights: a weight file, ``True`` for the published weights, ``None`` for random;
+        without ``model``, an exported model or a ``res2net train`` file.
     :param engine: a runtime name, or ``"auto"`` (see :class:`Predictor`).
     :param precision: as for :class:`Predictor` (``fp32``, ``bf16``; ``fp16`` on a GPU).
     """

@@ -179,7 +179,9 @@ class ModelService:
         metrics: ServerMetrics | None = None,
     ) -> None:
         self.predictor = predictor
+        # One name per model (res2net.resolve): the card's, or its file's; also its aliases.
         self.name: str = predictor.model_name
+        self.aliases: tuple[str, ...] = tuple(getattr(predictor, "model_aliases", ()))
         self.config = config
         self.weights = _describe_weights(getattr(predictor, "weights", None))
         self.engine = engine
@@ -253,10 +255,28 @@ class ModelService:
     def num_classes(self) -> int:
         return int(self.predictor.num_classes)
 
+    def models_index(self) -> list[dict[str, Any]]:
+        """``GET /v2/models``: the served models (one), with the other names each answers to."""
+        return [
+            {
+                "name": self.name,
+                "versions": [MODEL_VERSION],
+                "aliases": list(self.aliases),
+                "state": "READY" if self.ready else "UNAVAILABLE",
+            }
+        ]
+
     def check_model(self, name: str, version: str | None = None) -> None:
-        """:raises ServeError: 404 when ``name`` (or ``version``) is not the served model."""
-        if name != self.name:
-            raise ServeError(404, f"unknown model {name!r}; this server serves {self.name!r}")
+        """:raises ServeError: 404 when ``name`` (or ``version``) is not the served model
+        (its name or one of its aliases)."""
+        if name != self.name and name not in self.aliases:
+            also = ", ".join(map(repr, self.aliases))
+            also = f" (also answers to {also})" if also else ""
+            raise ServeError(
+                404,
+                f"unknown model {name!r}; this server serves {self.name!r}{also}; "
+                "GET /v2/models lists it",
+            )
         if version not in (None, "", MODEL_VERSION):
             raise ServeError(404, f"model {name!r} has no version {version!r}; only '1'")
 
