@@ -6,6 +6,7 @@ import argparse
 import json
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.options import add_loader_arguments, add_model_arguments, add_ray_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,10 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate with the model's own eval preprocessing. --model names a "
         "registered network; weights written by `res2net train` carry their architecture.",
     )
-    p.add_argument("--model", help="registered model name (see `res2net models`)")
-    p.add_argument("--weights", help="weight file (.safetensors, .pdparams, .pth)")
-    p.add_argument(
-        "--pretrained", action="store_true", help="use the model's published weights (download)"
+    add_model_arguments(
+        p,
+        model_help="registered model name (see `res2net models`)",
+        weights_help="weight file (.safetensors, .pdparams, .pth)",
+        alternative_help="use the model's published weights (download)",
     )
     p.add_argument(
         "--data",
@@ -27,18 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="image folder: DIR/<class>/<image>, or the root that --list paths are relative to",
     )
     p.add_argument("--list", dest="list_file", help="PaddleClas list file: 'relative/path label'")
-    p.add_argument("--batch-size", type=int, default=64, help="images per model call")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    add_loader_arguments(p, batch_size=64, workers_help="DataLoader worker processes")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="evaluate on Ray: no value starts a local instance; 'auto' or HOST:PORT joins one",
-    )
-    p.add_argument("--actors", type=int, default=1, help="model replicas with --ray (default 1)")
+    add_ray_arguments(p, what="evaluate")
     p.set_defaults(func=run)
 
 
@@ -59,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_on_ray(args.data, address=args.ray, num_actors=args.actors, **common)
     else:
         result = evaluate_folder(
-            args.data, batch_size=args.batch_size, num_workers=args.workers, **common
+            args.data, batch_size=args.batch_size, num_workers=args.num_workers, **common
         )
     if args.json:
         print(json.dumps(result))
