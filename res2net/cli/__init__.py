@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         # Library errors are written to be read by a person: show them without a traceback.
+        # OSError: a path or address the user gave (a folder under a file, no permission,
+        # nothing listening) that a check upstream did not word better.
         print(f"res2net {args.command}: error: {_in_flags(exc)}", file=sys.stderr)
         return 2
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from res2net.cli.helpfmt import HelpFormatter
 from res2net.cli.options import add_loader_arguments, add_model_arguments, add_ray_arguments
+from res2net.cli.output import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             args.data, batch_size=args.batch_size, num_workers=args.num_workers, **common
         )
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         print(
             f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -16,6 +15,7 @@ from res2net.cli.options import (
     add_runtime_arguments,
     number,
 )
+from res2net.cli.output import print_json
 
 # --max-pixels above this is no limit at all: 2**40 RGB pixels are 3 TB decoded.
 MAX_PIXELS = 2**40
@@ -171,8 +171,7 @@ def run(args: argparse.Namespace) -> int:
             "weights": weights_name,
             "predictions": [p.to_dict() for p in predictions],
         }
-        json.dump(document, sys.stdout, indent=2)
-        print()
+        print_json(document, indent=2)
     else:
         _print_text(predictions, predictor.model_name, weights_name or "random weights")
     if failed:
