@@ -161,3 +161,12 @@ def test_json_output_refuses_nan_and_writes_nothing(capsys):
     assert capsys.readouterr().out == ""
     print_json({"scores": [0.5]})
     assert json.loads(capsys.readouterr().out) == {"scores": [0.5]}
+
+
+def test_jsonl_parts_refuse_nan_scores(tmp_path):
+    from res2net.batch.parts import write_part
+
+    row = {"source": "a.png", "class_ids": [1], "scores": [math.nan], "labels": [], "error": None}
+    with pytest.raises(ValueError, match="a.png: the model's scores are NaN"):
+        write_part(tmp_path, [row], "jsonl")
+    assert list(tmp_path.iterdir()) == []  # no part, and no temp file left behind

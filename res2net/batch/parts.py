@@ -82,12 +82,24 @@ def write_part(folder: str | os.PathLike, rows: Sequence[dict[str, Any]], fmt: s
         else:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for r in rows:
-                    fh.write(json.dumps({c: r[c] for c in COLUMNS}) + "\n")
+                    fh.write(_jsonl_line(r) + "\n")
         os.replace(tmp, folder / name)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return name
+
+
+def _jsonl_line(row: dict[str, Any]) -> str:
+    """A row as strict JSON: Python's bare NaN/Infinity would make the part unreadable to
+    every other JSON reader, so a non-finite score is an error naming its image."""
+    try:
+        return json.dumps({c: row[c] for c in COLUMNS}, allow_nan=False)
+    except ValueError:
+        raise ValueError(
+            f"{row['source']}: the model's scores are NaN or infinite, which JSON cannot carry "
+            "(check the model's weights and the mean/std its card gives)"
+        ) from None
 
 
 def part_files(folder: str | os.PathLike, fmt: str) -> list[Path]:
