@@ -170,3 +170,14 @@ def test_jsonl_parts_refuse_nan_scores(tmp_path):
     with pytest.raises(ValueError, match="a.png: the model's scores are NaN"):
         write_part(tmp_path, [row], "jsonl")
     assert list(tmp_path.iterdir()) == []  # no part, and no temp file left behind
+
+
+@pytest.mark.parametrize(
+    "kw", [{"num_classes": -3}, {"max_pixels": -5}, {"topk": 0}, {"batch_size": math.nan}]
+)
+def test_predictor_names_the_bad_argument(kw):
+    from res2net.deploy.predictor import Predictor
+
+    (name,) = kw
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        Predictor("Res2Net50_26w_4s", **kw)
