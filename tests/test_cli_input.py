@@ -65,7 +65,8 @@ def test_bad_numbers_are_usage_errors(argv, flag, value, capsys):
         cli_main([*argv, f"{flag}={value}"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2
-    (line,) = [ln for ln in err.splitlines() if "error:" in ln]
+    (line,) = err.splitlines()  # one line: no usage block before it
+    assert line.startswith(f"res2net {argv[0]}: error: argument ") and line.endswith("--help)")
     assert "argument " in line and flag in line and "must be" in line, err
     assert "Traceback" not in err
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import typing
 
 # Subcommand modules, in the order `res2net --help` lists them.
 COMMANDS = [
@@ -18,11 +19,19 @@ COMMANDS = [
 ]  # fmt: skip
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with a user error in one line (what was wrong, where help is),
+    instead of the usage block before it; exit code 2 as argparse's."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``res2net`` argument parser."""
     from res2net import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="res2net",
         description="Res2Net image classifiers: models, weights, predict, train, deploy, serve.",
     )
