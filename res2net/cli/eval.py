@@ -41,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.model or args.weights):
         raise ValueError("give --model NAME (with --weights or --pretrained) or --weights FILE")
-    if args.pretrained and args.weights:
-        raise ValueError("give either --pretrained or --weights, not both")
     if not (args.pretrained or args.weights):
         raise ValueError(f"--model {args.model}: give --weights FILE or --pretrained")
     common = {"name": args.model, "weights": args.weights, "pretrained": args.pretrained}
