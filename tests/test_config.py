@@ -165,11 +165,14 @@ def test_corrupt_image_is_skipped_and_counted_or_fails(tmp_path):
      ("data.std=[0.5, 0, 0.5]", "data.std"), ("data.crop_scale=[1.0, 0.5]", "data.crop_scale"),
      ("model.num_classes=-3", "model.num_classes"), ("train.batch_size=1.5", "train.batch_size"),
      ("loss.label_smoothing=2", "loss.label_smoothing"), ("optim.momentum=-.inf", "optim.momentum"),
-     ("model.arch={depth: 50, width: -1}", "model.arch.width"), ("output.dir=' '", "output.dir")],
+     ("model.arch={depth: 50, width: -1}", "model.arch.width"), ("output.dir=' '", "output.dir"),
+     # 2.3 billion parameters at depth 200: a memory bomb in one line of config
+     ("model.arch={depth: 200, width: 128, scales: 8}", "model.arch")],
 )  # fmt: skip
 def test_bad_numbers_are_config_errors_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}"):
-        load_config(None, ["model.name=Res2Net50_26w_4s", override])
+        base = [] if override.startswith("model.arch") else ["model.name=Res2Net50_26w_4s"]
+        load_config(None, [*base, override])
 
 
 @pytest.mark.parametrize("where", ["/dev/null", "{file}/run"])

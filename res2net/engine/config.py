@@ -204,12 +204,18 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "distill.temperature": (0.01, 100.0, False),
     "distill.hard_weight": (0.0, 100.0, False),
 }
-for _arch in ("model.arch", "distill.teacher_arch"):  # the network's own checks cover the rest
-    _RANGES |= {
-        f"{_arch}.width": (1, 1024, True),
-        f"{_arch}.scales": (2, 64, True),
-        f"{_arch}.cardinality": (1, 1024, True),
-    }
+# The network's own checks cover its other fields (depth, flavour). The published networks
+# have at most 128 channels per stage-1 block (width x scales x cardinality: 26x4, 14x8,
+# 48x2, 4x4x8); twice that is allowed. Parameters grow with its square: 256 makes a
+# depth-200 net of about 200 M parameters, 1024 one of 2.3 billion (counted on torch's
+# meta device).
+_ARCH_RANGES = {"width": (1, 256, True), "scales": (2, 16, True), "cardinality": (1, 64, True)}
+MAX_BRANCH_CHANNELS = 256
+_RANGES |= {
+    f"{section}.{key}": limits
+    for section in ("model.arch", "distill.teacher_arch")
+    for key, limits in _ARCH_RANGES.items()
+}
 
 _CHOICES = {
     "data.on_corrupt": ("skip", "fail"),
@@ -307,6 +313,10 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
+def _teacher(cfg: Config) -> ArchConfig | None:
+    return cfg.distill.teacher_arch if cfg.distill is not None else None
+
+
 def _check_together(cfg: Config) -> None:
     """The checks that involve two keys, or a key that is not a number."""
     for key in ("crop_scale", "crop_ratio"):
@@ -318,6 +328,12 @@ def _check_together(cfg: Config) -> None:
             f"config key 'schedule.warmup_epochs' ({cfg.schedule.warmup_epochs:g}) must not "
             f"exceed 'schedule.epochs' ({cfg.schedule.epochs})"
         )
+    for key, arch in (("model.arch", cfg.model.arch), ("distill.teacher_arch", _teacher(cfg))):
+        if arch is not None and arch.width * arch.scales * arch.cardinality > MAX_BRANCH_CHANNELS:
+            raise ConfigError(
+                f"config section {key!r}: width x scales x cardinality must be at most "
+                f"{MAX_BRANCH_CHANNELS}, got {arch.width} x {arch.scales} x {arch.cardinality}"
+            )
     if not cfg.output.dir.strip():
         raise ConfigError("config key 'output.dir' must name a folder, got an empty string")
 
