@@ -3,7 +3,8 @@ never a traceback, and without growing the process's memory.
 
 Each command gets a base argument list that fails cheaply after parsing (an input that does
 not exist, an output under a file), so a value that parses still runs the command's checks
-without loading a model or doing real work. ``--ray`` is left out: any value names a cluster
+without loading a model or doing real work; what a drawn value could still start (a
+benchmark, a calibration) is stubbed. ``--ray`` is left out: any value names a cluster
 to join (tests/test_cli_input.py covers one that is not there).
 """
 
@@ -67,6 +68,21 @@ def bases(tmp_path_factory) -> dict[str, list[str]]:
         "export": ["--weights", missing],
         "bench": ["--weights", missing],
     }
+
+
+@pytest.fixture(autouse=True)
+def no_real_work(monkeypatch):
+    """A drawn ``--weights=`` (empty) replaces a base's missing file, and bench then times a
+    real model, or calibrates on a drawn folder such as "/": both are stubbed here, after
+    the command's own checks have run."""
+    import res2net.bench.latency
+    import res2net.deploy.int8
+
+    def no_calibration(*args, **kwargs):
+        raise ValueError("calibration is not run in this test")
+
+    monkeypatch.setattr(res2net.bench.latency, "run_benchmark", lambda *a, **k: [])
+    monkeypatch.setattr(res2net.deploy.int8, "load_calibration", no_calibration)
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
