@@ -26,16 +26,22 @@ def check_number(
     Booleans are refused (``True`` is not the number 1 to a person writing a config).
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be {_kind(integer, low, high)}, got {value!r}")
+        raise ValueError(f"{name} must be {_kind(integer, low, high)}, got {value!r:.40}")
     if integer and not isinstance(value, numbers.Integral):
         if not (math.isfinite(value) and float(value).is_integer()):
-            raise ValueError(f"{name} must be {_kind(integer, low, high)}, got {value!r}")
+            raise ValueError(f"{name} must be {_kind(integer, low, high)}, got {value!r:.40}")
         value = int(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be {_kind(integer, low, high)}, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be {_kind(integer, low, high)}, got {value!r}")
-    return int(value) if integer else float(value)
+    # An int is always finite, and may be too large for a float: compare it as an int.
+    finite = isinstance(value, numbers.Integral) or math.isfinite(value)
+    outside = (low is not None and value < low) or (high is not None and value > high)
+    if not finite or outside:
+        raise ValueError(f"{name} must be {_kind(integer, low, high)}, got {value!r:.40}")
+    if integer:
+        return int(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be {_kind(integer, low, high)}, got {value!r:.40}") from None
 
 
 def _kind(integer: bool, low: float | None, high: float | None) -> str:

@@ -21,7 +21,8 @@ from res2net.cli.output import print_json
 @pytest.mark.parametrize(
     "value,kw",
     [(math.nan, {}), (math.inf, {}), (-math.inf, {"high": 0}), (True, {}), ("3", {}),
-     (-3, {"low": 1}), (5, {"high": 4}), (1.5, {"integer": True}), (None, {})],
+     (-3, {"low": 1}), (5, {"high": 4}), (1.5, {"integer": True}), (None, {}),
+     (10**400, {}), (10**400, {"integer": True, "high": 4096})],  # float(10**400) overflows
 )  # fmt: skip
 def test_check_number_refuses(value, kw):
     with pytest.raises(ValueError, match="^batch_size must be"):

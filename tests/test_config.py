@@ -165,6 +165,7 @@ def test_corrupt_image_is_skipped_and_counted_or_fails(tmp_path):
      ("data.std=[0.5, 0, 0.5]", "data.std"), ("data.crop_scale=[1.0, 0.5]", "data.crop_scale"),
      ("model.num_classes=-3", "model.num_classes"), ("train.batch_size=1.5", "train.batch_size"),
      ("loss.label_smoothing=2", "loss.label_smoothing"), ("optim.momentum=-.inf", "optim.momentum"),
+     ("optim.lr=1" + "0" * 400, "optim.lr"),  # an int too large for a float: OverflowError
      ("model.arch={depth: 50, width: -1}", "model.arch.width"), ("output.dir=' '", "output.dir"),
      # 2.3 billion parameters at depth 200: a memory bomb in one line of config
      ("model.arch={depth: 200, width: 128, scales: 8}", "model.arch")],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -265,7 +266,10 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         ]
         return tuple(items) if origin is tuple else items
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float's range; the range check words it
+            value = math.inf
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise ConfigError(f"config key {path!r} must be {tp.__name__}, got {value!r}")
     if tp in (int, float):
