@@ -72,6 +72,15 @@ def test_bad_numbers_are_usage_errors(argv, flag, value, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["train", "--config=--"], ["export", "--weights=--"]])
+def test_a_double_dash_value_is_a_usage_error(argv, capsys):
+    # Was: argparse handed the command [] and it raised TypeError (found by hypothesis).
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(argv)
+    assert exit_.value.code == 2
+    assert "expected one value, got '--'" in capsys.readouterr().err
+
+
 def test_eval_takes_predicts_flag_name_and_its_old_one():
     sub = build_parser()._subparsers._group_actions[0].choices
     for command in ("predict", "eval"):
