@@ -1,7 +1,9 @@
-"""Checks for numbers a user gives (flags, config values, file fields): finite and in range.
+"""One check for every number a user or a file gives: finite, of the right kind, in range.
 
-One helper, so every setting fails the same way: a ``ValueError`` that names the setting,
-the range it must lie in, and the value it got.
+The CLI's flags, the server's settings, the training config's keys and the values read from
+files all go through :func:`check_number`, so "NaN", "inf", a negative count or a float where
+a count belongs is refused where it is parsed, with the name of what was wrong, instead of
+turning into silent garbage or a traceback further down.
 """
 
 from __future__ import annotations
@@ -18,39 +20,52 @@ def check_number(
     high: float | None = None,
     integer: bool = False,
     low_inclusive: bool = True,
-) -> float:
-    """``value`` when it is a finite number within ``[low, high]`` (``(low, high]`` when
-    ``low_inclusive`` is false); an integer when ``integer``.
+) -> int | float:
+    """``value`` as a number, when it is finite, within ``[low, high]`` (``(low, high]``
+    when ``low_inclusive`` is false) and (with ``integer``) whole; else a ``ValueError``
+    that names ``name``, the range it must be in and the value given.
 
-    Booleans and text are refused even where Python would compare them as numbers.
-
-    :param name: what the caller calls the value (an argument, a config key, a flag).
-    :raises ValueError: naming ``name``, the range and the value given.
+    Booleans and text are refused (``True`` is not the number 1 to a person writing a
+    config). A whole float is accepted as a count (``4.0`` -> ``4``).
     """
-    kind = numbers.Integral if integer else numbers.Real
-    valid = isinstance(value, kind) and not isinstance(value, bool)
-    if valid and not isinstance(value, numbers.Integral):  # ints past 1e308 are finite too
-        valid = math.isfinite(value)  # type: ignore[arg-type]
-    if valid and low is not None:
-        valid = value >= low if low_inclusive else value > low  # type: ignore[operator]
-    if valid and high is not None:
-        valid = value <= high  # type: ignore[operator]
-    if not valid:
-        raise ValueError(
-            f"{name} must be {_describe(low, high, integer, low_inclusive)}; got {value!r}"
+
+    def refuse() -> ValueError:
+        return ValueError(
+            f"{name} must be {_kind(integer, low, high, low_inclusive)}; got {value!r:.40}"
         )
-    return int(value) if integer else value  # type: ignore[call-overload,return-value]
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise refuse()
+    number = value
+    if integer and not isinstance(number, numbers.Integral):
+        if not (math.isfinite(number) and float(number).is_integer()):
+            raise refuse()
+        number = int(number)
+    # An int is always finite, and may be too large for a float: compare it as an int.
+    finite = isinstance(number, numbers.Integral) or math.isfinite(number)
+    below = low is not None and (number < low if low_inclusive else number <= low)
+    if not finite or below or (high is not None and number > high):
+        raise refuse()
+    if integer:
+        return int(number)
+    try:
+        return float(number)
+    except OverflowError:
+        raise refuse() from None
 
 
-def _describe(low: float | None, high: float | None, integer: bool, low_inclusive: bool) -> str:
-    what = "an integer" if integer else "a finite number"
+def _kind(integer: bool, low: float | None, high: float | None, low_inclusive: bool) -> str:
+    """The words for what a check accepts, e.g. "a whole number from 1 to 4096"."""
+    kind = "a whole number" if integer else "a finite number"
+    if low is not None and high is not None and low_inclusive:
+        return f"{kind} from {_bound(low)} to {_bound(high)}"
     bounds = []
     if low is not None:
-        bounds.append(f"{'>=' if low_inclusive else '>'} {_number(low)}")
+        bounds.append(f"{'>=' if low_inclusive else '>'} {_bound(low)}")
     if high is not None:
-        bounds.append(f"<= {_number(high)}")
-    return f"{what} {' and '.join(bounds)}".rstrip()
+        bounds.append(f"<= {_bound(high)}")
+    return " ".join([kind, " and ".join(bounds)]).strip()
 
 
-def _number(bound: float) -> str:
+def _bound(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"

@@ -12,9 +12,10 @@ What a user can name (``model=`` / ``weights=`` of :class:`~res2net.deploy.predi
 
 A PaddleClas inference model (its folder, ``.pdiparams`` or program) runs as the registered
 network its parameters fit. Anything else where a model is expected (a bare weight file, an
-OpenVINO ``.bin``, an export's ``.json``, a folder) is refused with an error that says what it is and what reads it, never
-read as something else. :func:`identify` reads only metadata (cheap: the Ray stages and the
-server call it for the preprocessing); :func:`open_model` builds the runtime.
+OpenVINO ``.bin``, an export's ``.json``, a folder) is refused with an error that says what it
+is and what reads it, never read as something else. :func:`identify` reads only metadata
+(cheap: the Ray stages and the server call it for the preprocessing); :func:`open_model`
+builds the runtime.
 
 **One name per model** (:attr:`ModelSource.name`): the card's ``model`` when it has one; else,
 for a training export, ``<run folder>-<file stem>`` (``run/tiny/final.safetensors`` is

@@ -149,3 +149,41 @@ def test_corrupt_image_is_skipped_and_counted_or_fails(tmp_path):
     strict = build_dataset(tmp_path, to_tensor, on_corrupt="fail")
     with pytest.raises(CorruptImageError, match="2.png"):
         strict[4]
+
+
+# -- every number range-checked where it is read -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [("optim.lr=.nan", "optim.lr"),  # trained and exported 263 NaN tensors, exit 0
+     ("schedule.epochs=-1", "schedule.epochs"),  # exported untrained weights, exit 0
+     ("train.log_every=0", "train.log_every"),  # ZeroDivisionError traceback
+     ("train.eval_every_epochs=0", "train.eval_every_epochs"),  # same
+     ("schedule.warmup_epochs=.inf", "schedule.warmup_epochs"),  # OverflowError traceback
+     ("schedule.warmup_epochs=300", "schedule.warmup_epochs"),  # longer than the run
+     ("data.std=[0.5, 0, 0.5]", "data.std"), ("data.crop_scale=[1.0, 0.5]", "data.crop_scale"),
+     ("model.num_classes=-3", "model.num_classes"), ("train.batch_size=1.5", "train.batch_size"),
+     ("loss.label_smoothing=2", "loss.label_smoothing"), ("optim.momentum=-.inf", "optim.momentum"),
+     ("optim.lr=1" + "0" * 400, "optim.lr"),  # an int too large for a float: OverflowError
+     ("model.arch={depth: 50, width: -1}", "model.arch.width"), ("output.dir=' '", "output.dir"),
+     # 2.3 billion parameters at depth 200: a memory bomb in one line of config
+     ("model.arch={depth: 200, width: 128, scales: 8}", "model.arch")],
+)  # fmt: skip
+def test_bad_numbers_are_config_errors_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}"):
+        base = [] if override.startswith("model.arch") else ["model.name=Res2Net50_26w_4s"]
+        load_config(None, [*base, override])
+
+
+@pytest.mark.parametrize("where", ["/dev/null", "{file}/run"])
+def test_output_dir_that_cannot_be_a_folder_is_exit_2(tmp_path, where, capsys):
+    from res2net.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    config = _write(tmp_path, {"model": {"name": "Res2Net50_26w_4s"}})
+    override = f"output.dir={where.format(file=blocker)}"
+    assert main(["train", "--config", str(config), override]) == 2  # was a traceback
+    err = capsys.readouterr().err
+    assert "config key 'output.dir'" in err and "Traceback" not in err

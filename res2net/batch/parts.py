@@ -82,12 +82,24 @@ def write_part(folder: str | os.PathLike, rows: Sequence[dict[str, Any]], fmt: s
         else:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for r in rows:
-                    fh.write(json.dumps({c: r[c] for c in COLUMNS}) + "\n")
+                    fh.write(_jsonl_line(r) + "\n")
         os.replace(tmp, folder / name)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return name
+
+
+def _jsonl_line(row: dict[str, Any]) -> str:
+    """A row as strict JSON: Python's bare NaN/Infinity would make the part unreadable to
+    every other JSON reader, so a non-finite score is an error naming its image."""
+    try:
+        return json.dumps({c: row[c] for c in COLUMNS}, allow_nan=False)
+    except ValueError:
+        raise ValueError(
+            f"{row['source']}: the model's scores are NaN or infinite, which JSON cannot carry "
+            "(check the model's weights and the mean/std its card gives)"
+        ) from None
 
 
 def part_files(folder: str | os.PathLike, fmt: str) -> list[Path]:
@@ -104,7 +116,25 @@ def read_part(path: str | os.PathLike, fmt: str, columns: Iterable[str] = COLUMN
     if fmt == "parquet":
         return _pyarrow()[1].read_table(path, columns=columns).to_pylist()
     with open(path, encoding="utf-8") as fh:
-        return [{c: row[c] for c in columns} for row in map(json.loads, fh) if row]
+        return [_jsonl_row(line, columns, path, n) for n, line in enumerate(fh, 1) if line.strip()]
+
+
+def _jsonl_row(line: str, columns: list[str], path, number: int) -> dict:
+    """One JSONL line as a row with ``columns``; ValueError naming the part and line when it
+    is not one (a part edited by hand, or a file that only looks like one)."""
+    where = f"{os.fspath(path)}, line {number}"
+    try:
+        row = json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"{where}: not JSON ({exc}); remove the part to redo its images") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise ValueError(f"{where}: row lacks {', '.join(missing)}; remove the part to redo it")
+    if "source" in columns and not isinstance(row["source"], str):
+        raise ValueError(f"{where}: 'source' must be a string, got {row['source']!r:.60}")
+    return {c: row[c] for c in columns}
 
 
 def read_rows(output: str | os.PathLike) -> list[dict]:
@@ -135,7 +165,13 @@ def prepare_output(output: str | os.PathLike, *, resume: bool) -> tuple[Path, st
             stale.unlink(missing_ok=True)
         for path in part_files(folder, fmt):
             done.update(r["source"] for r in read_part(path, fmt, ["source"]))
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"output {folder}: cannot make this folder ({exc.strerror}); give a path in a "
+            "writable folder"
+        ) from None
     return folder, fmt, done
 
 

@@ -39,8 +39,11 @@ def expand_sources(inputs: Iterable[str | os.PathLike]) -> list[str]:
 def _list_uri(uri: str) -> list[str]:
     from pyarrow import fs
 
-    filesystem, path = fs.FileSystem.from_uri(uri)
-    info = filesystem.get_file_info(path)
+    try:
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(path)
+    except OSError as exc:  # offline, unknown bucket, no credentials: the user's to fix
+        raise ValueError(f"{uri}: cannot reach it ({exc})") from None
     if info.type != fs.FileType.Directory:
         return [uri]
     scheme = uri.split("://", 1)[0]

@@ -49,7 +49,14 @@ def connect(address: str | None) -> bool:
     if address in (None, "local"):
         ray.init(include_dashboard=False)
     else:
-        ray.init(address=address)
+        try:
+            ray.init(address=address)
+        except ConnectionError as exc:
+            raise RuntimeError(
+                f"Ray address {address!r}: no Ray cluster answers there ({exc}); start one "
+                "with `ray start --head`, or run a local instance (ray='local'; CLI: --ray "
+                "with no value)"
+            ) from None
     return True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import typing
 
 # Subcommand modules, in the order `res2net --help` lists them.
 COMMANDS = [
@@ -18,11 +19,27 @@ COMMANDS = [
 ]  # fmt: skip
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with a user error in one line (what was wrong, where help is),
+    instead of the usage block before it; exit code 2 as argparse's."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):
+        # Python 3.11's argparse drops a "--" given as a flag's value (`--config=--`) and
+        # hands the command an empty list instead of a string (found by
+        # tests/test_cli_hostile.py); refuse it as the missing value it became.
+        if action.nargs is None and action.option_strings and arg_strings == ["--"]:
+            raise argparse.ArgumentError(action, "expected one value, got '--'")
+        return super()._get_values(action, arg_strings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``res2net`` argument parser."""
     from res2net import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="res2net",
         description="Res2Net image classifiers: models, weights, predict, train, deploy, serve.",
     )
@@ -42,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         # Library errors are written to be read by a person: show them without a traceback.
+        # OSError: a path or address the user gave (a folder under a file, no permission,
+        # nothing listening) that a check upstream did not word better.
         print(f"res2net {args.command}: error: {_in_flags(exc)}", file=sys.stderr)
         return 2
 

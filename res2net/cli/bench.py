@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.options import MAX_BATCH, number, number_list
 from res2net.deploy.engines import precisions_on
 
 
@@ -54,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--batch-sizes",
-        type=lambda s: [int(b) for b in _csv(s)],
+        type=number_list(1, MAX_BATCH, integer=True),
         default="1,4,8",
         help="B[,B...]: images per call",
     )
@@ -70,8 +71,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="cpu",
         help="cpu or cuda: on cuda the batch stays on the card and the peer is timm eager",
     )
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs per batch size")
-    p.add_argument("--iters", type=int, default=50, help="timed runs per batch size")
+    p.add_argument(
+        "--warmup",
+        type=number(0, 100_000, integer=True),
+        default=10,
+        help="untimed runs per batch size",
+    )
+    p.add_argument(
+        "--iters",
+        type=number(1, 100_000, integer=True),
+        default=50,
+        help="timed runs per batch size",
+    )
     p.add_argument("--calib", nargs="+", help="images/folders to calibrate int8 (default: noise)")
     p.add_argument(
         "--photos",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.options import add_model_arguments, add_num_classes_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,21 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`res2net train` records its architecture: give it as --weights without --model.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "--model",
-        help="registered model name (see `res2net models`); leave out for a file written by "
-        "`res2net train`",
-    )
-    source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "--weights",
-        help="weight file (.pdparams/.safetensors/.pth); without it: the published weights "
-        "(downloaded)",
-    )
-    source.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="export with random weights, without download (to try a pipeline)",
+    add_model_arguments(
+        p,
+        model_help="registered model name (see `res2net models`); leave out for a file written "
+        "by `res2net train`",
+        weights_help="weight file (.pdparams/.safetensors/.pth); without it: the published "
+        "weights (downloaded)",
+        alternative="--random-weights",
+        alternative_help="export with random weights, without download (to try a pipeline)",
     )
     p.add_argument(
         "--format", choices=list(FORMATS), default="onnx", dest="fmt", help="file format to write"
@@ -54,9 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="fp32",
         help="bf16: an OpenVINO IR that loads with OpenVINO's BF16 hint (AVX512-BF16/AMX CPUs)",
     )
-    p.add_argument(
-        "--num-classes", type=int, help="classes of the weights (default: 1000, or the file's)"
-    )
+    add_num_classes_argument(p, help_text="classes of the weights (default: 1000, or the file's)")
     p.add_argument(
         "--labels",
         help="label file (one name per line); default: the training file's class names, "

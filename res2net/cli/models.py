@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.output import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         info["cached"] = cached_path(info["name"], args.cache_dir) is not None
         info["pin"] = pin_status(info["name"], args.cache_dir)
     if args.json:
-        print(json.dumps(infos, indent=2))
+        print_json(infos, indent=2)
         return 0
     print("\n".join(_wide_lines(infos) if args.wide else _narrow_lines(infos)))
     if any(info["mismatch"] for info in infos):

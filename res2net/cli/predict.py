@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.options import (
+    add_loader_arguments,
+    add_model_arguments,
+    add_num_classes_argument,
+    add_ray_arguments,
+    add_runtime_arguments,
+    number,
+)
+from res2net.cli.output import print_json
 from res2net.cli.paddleclas import add_paddleclas_config_arguments, apply_paddleclas_config
+
+# --max-pixels above this is no limit at all: 2**40 RGB pixels are 3 TB decoded.
+MAX_PIXELS = 2**40
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,43 +33,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Exit code: 0 all classified, 1 some images failed, 2 usage error.",
     )
     p.add_argument("inputs", nargs="*", metavar="IMAGES_OR_FOLDERS")
-    p.add_argument(
-        "--model",
-        help="registered name (see `res2net models`), or an exported model (.onnx, .xml, .pt, "
-        ".pt2, .pte: run as it is, with the preprocessing and labels of its .json), or a "
-        ".safetensors written by `res2net train` (records architecture, preprocessing, classes)",
-    )
-    source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "--weights",
-        help="with a registered --model: .pdparams / .safetensors / .pth weight file; alone: "
-        "an exported model or a `res2net train` .safetensors",
-    )
-    source.add_argument(
-        "--pretrained", action="store_true", help="download and cache the published weights"
-    )
-    p.add_argument("--topk", type=int, default=5, help="classes per image")
-    p.add_argument("--batch-size", type=int, default=8, help="images per model call")
-    p.add_argument("--num-workers", type=int, default=2, help="decoding threads (default 2)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument(
-        "--engine",
-        default="auto",
-        help="runtime, or auto: the fastest installed for --precision; engines that run here: "
-        "%(engines)s",
+    add_model_arguments(
+        p,
+        model_help="registered name (see `res2net models`), an exported model (.onnx, .xml, "
+        ".pt, .pt2, .pte: run as it is, with the preprocessing and labels of its .json), a "
+        "PaddleClas inference model (folder or .pdiparams), or a .safetensors written by "
+        "`res2net train` (records architecture, preprocessing, classes)",
+        weights_help="with a registered --model: .pdparams / .safetensors / .pth weight file or a "
+        "PaddleClas inference model; alone: an exported model or a `res2net train` .safetensors",
     )
     p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "bf16", "fp16"],
-        help="fp32 (IEEE on every engine), bf16 (PyTorch engines; openvino on AVX512-BF16/AMX "
-        "CPUs) or fp16 (GPU only); default fp32",
+        "--topk", type=number(1, 10_000, integer=True), default=5, help="classes per image"
     )
+    add_loader_arguments(p, batch_size=8, workers_help="decoding threads")
+    add_runtime_arguments(p)
     p.add_argument("--labels", help="label file: one name per line, or PaddleClas 'id name'")
-    p.add_argument("--num-classes", type=int, help="classifier size (default: from labels, 1000)")
+    add_num_classes_argument(p, help_text="classifier size (default: from labels, 1000)")
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=number(0, MAX_PIXELS, integer=True),
         default=None,
         help="refuse images with more pixels (default 89,478,485; 0: no limit)",
     )
@@ -77,18 +70,19 @@ def _add_batch_options(p: argparse.ArgumentParser) -> None:
         help="write one row per image into this folder of part files instead of printing",
     )
     g.add_argument("--resume", action="store_true", help="skip images already in --output")
+    add_ray_arguments(g, what="run")
     g.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="run on Ray: no value starts a local instance; 'auto' or HOST:PORT joins a cluster",
+        "--cpus-per-actor",
+        type=number(0, 1024),
+        default=0.5,
+        help="CPUs Ray reserves per actor",
     )
-    g.add_argument("--actors", type=int, default=1, help="model replicas on Ray (default 1)")
     g.add_argument(
-        "--cpus-per-actor", type=float, default=0.5, help="CPUs Ray reserves per actor (0.5)"
+        "--rows-per-part",
+        type=number(1, 10**7, integer=True),
+        default=1024,
+        help="images per part file",
     )
-    g.add_argument("--rows-per-part", type=int, default=1024, help="images per part file")
 
 
 def _predictor_options(args: argparse.Namespace, max_pixels: int | None) -> dict:
@@ -202,8 +196,7 @@ def run(args: argparse.Namespace) -> int:
             "weights": weights_name,
             "predictions": [p.to_dict() for p in predictions],
         }
-        json.dump(document, sys.stdout, indent=2)
-        print()
+        print_json(document, indent=2)
     else:
         _print_text(predictions, predictor.model_name, weights_name or "random weights")
     if failed:

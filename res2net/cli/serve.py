@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.options import add_model_arguments, add_runtime_arguments
 
 if TYPE_CHECKING:
     from res2net.deploy.server import ServeConfig
@@ -31,35 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Prometheus metrics at /metrics. Concurrent requests are batched together.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "--model",
-        help="registered name (see `res2net models`), or an exported model (.onnx, .xml, .pt, "
-        ".pt2, .pte), or a .safetensors written by `res2net train`; files carry their own "
-        "preprocessing and class names, and the model is served under its card's name",
+    add_model_arguments(
+        p,
+        model_help="registered name (see `res2net models`), an exported model (.onnx, .xml, .pt, "
+        ".pt2, .pte), a PaddleClas inference model, or a .safetensors written by `res2net "
+        "train`; files carry their own preprocessing and class names, and the model is served "
+        "under its card's name",
+        weights_help="with a registered --model: .pdparams / .safetensors / .pth or a PaddleClas "
+        "inference model (default: random); alone: an exported model or a `res2net train` "
+        ".safetensors",
     )
-    source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "--weights",
-        help="with a registered --model: .pdparams / .safetensors / .pth (default: random); "
-        "alone: an exported model or a `res2net train` .safetensors",
-    )
-    source.add_argument(
-        "--pretrained", action="store_true", help="download and cache the published weights"
-    )
-    p.add_argument(
-        "--engine",
-        default="auto",
-        help="runtime, or auto: the fastest installed for --precision; engines that run here: "
-        "%(engines)s",
-    )
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "bf16", "fp16"],
-        help="fp32 (IEEE on every engine), bf16 (PyTorch engines; openvino on AVX512-BF16/AMX "
-        "CPUs) or fp16 (GPU); default fp32",
-    )
+    add_runtime_arguments(p)
     p.add_argument("--labels", help="label file (default: ImageNet's 1000 classes)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="REST port (default 8000; 0: any)")

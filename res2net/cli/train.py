@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from res2net.cli.helpfmt import HelpFormatter
+from res2net.cli.output import print_json
 from res2net.cli.paddleclas import add_paddleclas_override_argument
 
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         last = result.history[-1] if result.history else {}
         summary = {k: v for k, v in last.items() if k.startswith("val_")}
-        print(json.dumps({"final_weights": str(result.final_weights), **summary}))
+        print_json({"final_weights": str(result.final_weights), **summary})
     else:
         print(_summary(result))
     return 0

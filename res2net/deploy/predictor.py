@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from res2net.checks import check_number
 from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source
 from res2net.data.labels import imagenet_labels, load_label_file
 from res2net.data.transforms import preprocess
@@ -126,8 +127,13 @@ class Predictor:
         num_classes: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
-        if topk < 1 or batch_size < 1 or num_workers < 0:
-            raise ValueError("topk and batch_size must be >= 1 and num_workers >= 0")
+        check_number("topk", topk, low=1, integer=True)
+        check_number("batch_size", batch_size, low=1, integer=True)
+        check_number("num_workers", num_workers, low=0, integer=True)
+        if num_classes is not None:  # a negative count built a 2045-class head
+            check_number("num_classes", num_classes, low=1, integer=True)
+        if max_pixels is not None:
+            check_number("max_pixels", max_pixels, low=1, integer=True)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but no CUDA GPU is usable here; use cpu")
         names = _read_labels(labels)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from res2net.checks import check_number
 from res2net.models.res2net import Res2NetConfig
 
 
@@ -171,6 +173,51 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
+# The range of every numeric key, checked as the config is read (res2net.checks): a NaN
+# learning rate or a negative epoch count is refused here instead of training garbage.
+# (low, high, whole number); a float key not listed must still be finite.
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "model.num_classes": (1, 100_000, True),
+    "data.image_size": (1, 4096, True),
+    "data.resize_short": (1, 8192, True),
+    "data.crop_scale": (0.0, 1.0, False),
+    "data.crop_ratio": (0.01, 100.0, False),
+    "data.std": (1e-6, None, False),  # divided by: 0 gives infinities
+    "data.num_workers": (0, 256, True),
+    "optim.lr": (0.0, 100.0, False),
+    "optim.momentum": (0.0, 1.0, False),
+    "optim.weight_decay": (0.0, 1.0, False),
+    "schedule.epochs": (1, 100_000, True),
+    "schedule.warmup_epochs": (0.0, 100_000, False),
+    "schedule.min_lr": (0.0, 100.0, False),
+    "loss.label_smoothing": (0.0, 1.0, False),
+    "augment.mixup": (0.0, 100.0, False),
+    "augment.cutmix": (0.0, 100.0, False),
+    "augment.cutmix_prob": (0.0, 1.0, False),
+    "train.batch_size": (1, 65_536, True),
+    "train.seed": (0, 2**31 - 1, True),  # plus the rank, within numpy's 32-bit seeds
+    "train.grad_clip": (0.0, None, False),
+    "train.ema_decay": (0.0, 1.0, False),
+    "train.log_every": (1, None, True),
+    "train.ckpt_every_steps": (0, None, True),
+    "train.eval_every_epochs": (1, None, True),
+    "train.max_steps": (1, None, True),
+    "distill.temperature": (0.01, 100.0, False),
+    "distill.hard_weight": (0.0, 100.0, False),
+}
+# The network's own checks cover its other fields (depth, flavour). The published networks
+# have at most 128 channels per stage-1 block (width x scales x cardinality: 26x4, 14x8,
+# 48x2, 4x4x8); twice that is allowed. Parameters grow with its square: 256 makes a
+# depth-200 net of about 200 M parameters, 1024 one of 2.3 billion (counted on torch's
+# meta device).
+_ARCH_RANGES = {"width": (1, 256, True), "scales": (2, 16, True), "cardinality": (1, 64, True)}
+MAX_BRANCH_CHANNELS = 256
+_RANGES |= {
+    f"{section}.{key}": limits
+    for section in ("model.arch", "distill.teacher_arch")
+    for key, limits in _ARCH_RANGES.items()
+}
+
 _CHOICES = {
     "data.on_corrupt": ("skip", "fail"),
     "train.amp": ("none", "bf16", "fp16"),
@@ -219,9 +266,18 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         ]
         return tuple(items) if origin is tuple else items
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float's range; the range check words it
+            value = math.inf
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise ConfigError(f"config key {path!r} must be {tp.__name__}, got {value!r}")
+    if tp in (int, float):
+        low, high, integer = _RANGES.get(path, (None, None, tp is int))
+        try:
+            value = check_number(f"config key {path!r}", value, low=low, high=high, integer=integer)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if path in _CHOICES and value not in _CHOICES[path]:
         raise ConfigError(f"config key {path!r} must be one of {_CHOICES[path]}, got {value!r}")
     return value
@@ -257,7 +313,33 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         cfg.distill.teacher_arch is None
     ):
         raise ConfigError("config 'distill' needs exactly one of 'teacher' or 'teacher_arch'")
+    _check_together(cfg)
     return cfg
+
+
+def _teacher(cfg: Config) -> ArchConfig | None:
+    return cfg.distill.teacher_arch if cfg.distill is not None else None
+
+
+def _check_together(cfg: Config) -> None:
+    """The checks that involve two keys, or a key that is not a number."""
+    for key in ("crop_scale", "crop_ratio"):
+        low, high = getattr(cfg.data, key)
+        if low > high:
+            raise ConfigError(f"config key 'data.{key}' must be [low, high], got [{low}, {high}]")
+    if cfg.schedule.warmup_epochs > cfg.schedule.epochs:
+        raise ConfigError(
+            f"config key 'schedule.warmup_epochs' ({cfg.schedule.warmup_epochs:g}) must not "
+            f"exceed 'schedule.epochs' ({cfg.schedule.epochs})"
+        )
+    for key, arch in (("model.arch", cfg.model.arch), ("distill.teacher_arch", _teacher(cfg))):
+        if arch is not None and arch.width * arch.scales * arch.cardinality > MAX_BRANCH_CHANNELS:
+            raise ConfigError(
+                f"config section {key!r}: width x scales x cardinality must be at most "
+                f"{MAX_BRANCH_CHANNELS}, got {arch.width} x {arch.scales} x {arch.cardinality}"
+            )
+    if not cfg.output.dir.strip():
+        raise ConfigError("config key 'output.dir' must name a folder, got an empty string")
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from res2net.data.preprocess import Preprocess
 from res2net.data.sampling import ResumableSampler, SeededSamples
 from res2net.engine import checkpoint as ckpt
 from res2net.engine import losses
-from res2net.engine.config import ArchConfig, Config, ModelConfig, config_to_dict
+from res2net.engine.config import ArchConfig, Config, ConfigError, ModelConfig, config_to_dict
 from res2net.engine.distill import freeze
 from res2net.engine.evaluate import evaluate
 from res2net.engine.report import MetricsLog, progress_bar
@@ -48,6 +48,10 @@ from res2net.engine.report import MetricsLog, progress_bar
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+class UntrainedError(ValueError):
+    """A run ended with nothing worth exporting: no step trained, or weights not finite."""
 
 
 @dataclass
@@ -403,6 +407,8 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
     if t.deterministic:
         torch.use_deterministic_algorithms(True)
     out = Path(cfg.output.dir)
+    if ctx.main:  # before any slow set-up: a bad folder is the config's mistake, said at once
+        _make_output_folder(out)
     _seed_everything(t.seed)  # same on every rank: identical initial weights
     model = _place(build_model(cfg.model), cfg.model, ctx, device)
     teacher = _build_teacher(cfg, device)
@@ -422,7 +428,6 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
         )
         sums = saved_sums.to(device)
     if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
     watch = _LossWatch(device, out / ckpt.LAST, pos.global_step)
     run = _Run(cfg, ctx, device, out, parts, log, watch, steps_per_epoch=len(train_loader))
@@ -447,6 +452,10 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
         if stop:
             break
     bar.close()
+    if pos.global_step == 0:
+        raise UntrainedError(
+            f"no training step ran (schedule.epochs={cfg.schedule.epochs}); nothing exported"
+        )
     final = _finish(run, train_set.classes)
     return TrainResult(out, final, log.history, pos.best_top1, pos.global_step, model)
 
@@ -547,7 +556,7 @@ def _validate(
         amp_dtype=parts.amp_dtype,
     )
     # metrics are summed over ranks: every rank takes the same branch here.
-    if metrics["top1"] > pos.best_top1:
+    if metrics["top1"] > pos.best_top1 and _all_finite(parts.averaged):
         pos.best_top1 = metrics["top1"]
         if run.ctx.main:
             best = run.out / ckpt.BEST_WEIGHTS
@@ -558,6 +567,11 @@ def _validate(
 def _finish(run: _Run, classes: list[str] | None) -> Path | None:
     """Export the final weights and plot the curves (rank 0); wait for every rank."""
     final = None
+    if not _all_finite(run.parts.averaged):
+        raise UntrainedError(
+            "the trained weights hold NaN or infinite values; nothing exported. Lower "
+            "optim.lr, set train.grad_clip, or check the data."
+        )
     if run.ctx.main:
         weights = run.out / ckpt.FINAL_WEIGHTS
         final = ckpt.export_weights(run.parts.averaged, weights, _metadata(run.cfg, classes))
@@ -567,6 +581,25 @@ def _finish(run: _Run, classes: list[str] | None) -> Path | None:
     if run.ctx.world > 1:
         dist.barrier()
     return final
+
+
+def _all_finite(network: nn.Module) -> bool:
+    """Whether every parameter and buffer of ``network`` is finite (integer buffers are)."""
+    tensors = [*network.parameters(), *network.buffers()]
+    return all(bool(torch.isfinite(x).all()) for x in tensors if x.is_floating_point())
+
+
+def _make_output_folder(out: Path) -> None:
+    """Create the run's folder; a path that cannot be a folder is a config error."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"config key 'output.dir': {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"config key 'output.dir': cannot make the folder {out} ({exc.strerror}); name a "
+            "new or existing folder"
+        ) from None
 
 
 def _save(run: _Run, pos: ckpt.Progress, sums: Tensor) -> None:
