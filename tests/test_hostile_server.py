@@ -199,7 +199,7 @@ def test_decoding_counts_inside_the_timeout(served):
 BAD_CONFIGS = {
     "max_delay_ms": [float("nan"), float("inf"), -1.0],
     "timeout_s": [float("inf"), 0.0, -1.0],
-    "port": [65536, -1, 80.0, True],
+    "port": [65536, -1, 80.5, True],
     "grpc_port": [99999],
     "max_body_bytes": [0, 2.5],
     "inflight_bytes": [0],

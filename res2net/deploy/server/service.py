@@ -81,12 +81,14 @@ class ServeConfig:
             "header_timeout_s": (0, 86_400, False),
             "body_timeout_s": (0, 86_400, False),
         }
-        for name, (low, high, integer) in ranges.items():
-            check_number(name, getattr(self, name), low=low, high=high, integer=integer,
-                         low_inclusive=integer)  # fmt: skip
-        check_number("max_delay_ms", self.max_delay_ms, low=0, high=60_000)
         if self.grpc_port is not None:
-            check_number("grpc_port", self.grpc_port, low=0, high=65535, integer=True)
+            ranges["grpc_port"] = (0, 65535, True)
+        for name, (low, high, integer) in ranges.items():
+            # Stored as checked: a whole 80.0 becomes the int port 80 a socket takes.
+            value = check_number(name, getattr(self, name), low=low, high=high, integer=integer,
+                                 low_inclusive=integer)  # fmt: skip
+            object.__setattr__(self, name, value)
+        check_number("max_delay_ms", self.max_delay_ms, low=0, high=60_000)
         if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
             # HTTP header values arrive as latin-1 and gRPC metadata is ASCII: a key outside
             # printable ASCII could never be matched.
