@@ -160,8 +160,10 @@ def test_bench_from_a_training_file_alone(trained, capsys):
             "--warmup", "0", "--iters", "1", "--json"]  # fmt: skip
     assert cli_main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    _, gflops = counting.count_network(net.config, 224, len(CLASSES))
+    side = 56  # the fixture's crop: timed and counted there, not at the registry's 224
+    _, gflops = counting.count_network(net.config, side, len(CLASSES))
     assert row["model"] == str(path) and row["gflops"] == pytest.approx(gflops, abs=1e-3)
+    assert row["input_side"] == side != 224
 
 
 def test_serve_from_a_training_file_alone(trained, tmp_path):
