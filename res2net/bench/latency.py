@@ -238,10 +238,8 @@ def measure_engines(
         log(f"{info['name']} {label} {precision}: build + warm-up")
         try:
             contenders.append(
-                _build_contender(
-                    model, name, engine, precision, batch_sizes, warmup, calib, base_rss, device,
-                    info["input_side"],
-                )
+                _build_contender(model, name, engine, precision, batch_sizes, warmup, calib,
+                                 base_rss, device, info["input_side"])  # fmt: skip
             )
         except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
             log(f"  skipped {label}: {str(exc).splitlines()[0]}")

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from res2net.bench.quiet import LoadWatch, section_note
+
 HEADER = """# Benchmarks
 
 Every section below is written by a script in `benchmarks/` (named in the section), with the
@@ -23,12 +25,22 @@ UNRECORDED = "not recorded (written before machines were recorded; re-run its sc
 _MACHINE_LINE = re.compile(r"^- `([^`]+)`: (.*)$", re.M)
 
 
-def write_section(path: str | Path, name: str, text: str, *, machine: str | None = None) -> Path:
+def write_section(
+    path: str | Path, name: str, text: str, *, machine: str | None = None,
+    load: LoadWatch | None = None, allow_noisy: bool = False,
+) -> Path:  # fmt: skip
     """Replace the ``<!-- NAME:begin -->`` ... ``<!-- NAME:end -->`` block, or append it,
     and record ``machine`` (default: this one, :func:`machine_line`) for it in the header.
 
     Other sections are left as they are, so scripts can be rerun one at a time.
+
+    :param load: the :class:`~res2net.bench.quiet.LoadWatch` of the run: its load figures
+        end the section, and a noisy run raises
+        :class:`~res2net.bench.quiet.NoisyMachineError` (nothing written) unless
+        ``allow_noisy``, which marks the section NOISY.
     """
+    if load is not None:
+        text = f"{text.rstrip()}\n\n{section_note(load, allow_noisy)}"
     path = Path(path)
     old = path.read_text() if path.exists() else ""
     new = _replace_block(old, name, text)
