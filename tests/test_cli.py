@@ -303,6 +303,36 @@ def test_train_json_is_one_line(cli_run, capfd):
     assert json.loads(line)["final_weights"] == str(out / "final.safetensors")
 
 
+def test_resuming_a_finished_run_answers_without_torch(cli_run, capfd):
+    """`train --resume` after the last epoch took 16 s (torch, model, data, checkpoint) to
+    find nothing to do; the finished run's record answers without importing torch. A
+    different config or a newer checkpoint resumes for real."""
+    import subprocess
+    import sys
+
+    from res2net.engine.config import config_to_dict, load_config
+    from res2net.engine.run_folder import LAST, finished_run
+
+    _, out, config = cli_run
+    assert cli_main(["train", "--config", str(config), "--json"]) == 0
+    trained = json.loads(capfd.readouterr().out)
+    code = (
+        "import sys; from res2net.cli import main; "
+        f"assert main(['train', '--config', {str(config)!r}, '--resume', '--json']) == 0; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == trained
+
+    cfg = load_config(config)
+    assert finished_run(out, config_to_dict(cfg), out / LAST) is not None
+    longer = load_config(config, ["schedule.epochs=3"])
+    assert finished_run(out, config_to_dict(longer), out / LAST) is None
+    os.utime(out / LAST)  # a checkpoint written after the record: resume it
+    assert finished_run(out, config_to_dict(cfg), out / LAST) is None
+
+
 def test_loss_plot_is_log_scaled_when_the_first_epoch_dwarfs_the_rest(tmp_path, monkeypatch):
     import matplotlib.figure
 
