@@ -184,6 +184,9 @@ def latency_accuracy(
             ax = axes[-1]
             level = {s: i for i, s in enumerate(strip)}
             _series_lines(ax, unrated, style, lambda p: level[p.series])
+            for p in unrated:  # no top-1 to tell the models apart: name each point
+                ax.annotate(p.model, (p.latency_ms, level[p.series]), xytext=(0, 5),
+                            textcoords="offset points", ha="center", fontsize=6)  # fmt: skip
             ax.set_yticks(range(len(strip)), strip)
             ax.set_ylim(-0.6, len(strip) - 0.4)
             if rated:
