@@ -70,3 +70,38 @@ def test_imagenet_labels_are_torchvisions():
     from res2net.data.labels import imagenet_labels
 
     assert imagenet_labels() == ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
+
+
+def _startup_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "startup.py"
+    spec = importlib.util.spec_from_file_location("startup_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_startup_section_judges_each_budget_and_reports_ray(tmp_path):
+    """The benchmark's table from given times: the median against each budget, a missing
+    front end said so, and Ray's overhead as the difference of the medians."""
+    bench = _startup_script()
+    files = {"weights": tmp_path / "w", "onnx": tmp_path / "x.onnx", "image": tmp_path / "i",
+             "config": tmp_path / "c", "overrides": []}  # fmt: skip
+    cases = bench.cases(files, tmp_path)
+    times = {
+        0: ([1.0, 1.2, 1.1], None),  # models: median 1.1 <= 1.5
+        1: ([], "exit 2: error: unknown weight format"),  # exported file: not there yet
+        2: ([7.0, 6.5, 6.8], None),  # registered name: median 6.8 > 6
+        5: ([3.0, 3.2, 3.1], None),  # --output, one process
+        6: ([9.0, 9.4, 9.1], None),  # --output --ray
+    }
+    results = [(case, *times.get(i, ([1.0], None))) for i, case in enumerate(cases)]
+    text = bench.section(results, 3)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert "| 1.10 | 1.00-1.20 | 1.5 s | within |" in rows[cases[0].label]
+    assert "not supported by this checkout: exit 2" in rows[cases[1].label]
+    assert "| 6.80 | 6.50-7.00 | 6 s | OVER |" in rows[cases[2].label]
+    assert "Ray start-up overhead (one image, local Ray against one process): 6.0 s." in text
