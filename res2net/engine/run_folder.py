@@ -39,8 +39,14 @@ def _stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def write_finished(run: FinishedRun, config: dict[str, Any]) -> Path:
-    """Record ``run`` (trained with ``config``, as :func:`config_to_dict` gives it) as done."""
+def write_finished(run: FinishedRun, config: dict[str, Any]) -> Path | None:
+    """Record ``run`` (trained with ``config``, as :func:`config_to_dict` gives it) as done.
+
+    Without a ``last.pt`` to tie the record to (a run that saved none) nothing is written:
+    a later ``--resume`` then resumes for real.
+    """
+    if not (run.out_dir / LAST).exists():
+        return None
     record = {
         "config": config,
         "history": run.history,
