@@ -147,11 +147,6 @@ def _actor_pool(device: str, num_actors: int, cpus_per_actor: float) -> dict[str
         "compute": ray.data.ActorPoolStrategy(size=num_actors),
         "num_cpus": cpus_per_actor,
         "num_gpus": 1 if device.startswith("cuda") else 0,
-        # Ray Data restarts a crashed actor forever by default, and Ray logs an error line
-        # per actor whose constructor arguments sit in the object store when it may restart
-        # (ray-project/ray#53727). A crashed model actor should fail the job instead: its
-        # error surfaces, and `--resume` continues from the part files already written.
-        "max_restarts": 0,
     }
 
 
