@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from res2net.batch import batch_predict
+from res2net.bench.quiet import LoadWatch, add_noise_argument
 from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,6 +208,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--note", default="", help="a sentence added to the section")
     p.add_argument("--dry-run", action="store_true", help="print the section, do not write it")
+    add_noise_argument(p)
     args = p.parse_args()
 
     import ray
@@ -214,7 +216,7 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="warning")
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, LoadWatch() as load:
             folder = Path(tmp) / "images"
             folder.mkdir()
             make_folder(folder, args.images)
@@ -226,7 +228,9 @@ def main() -> None:
     text = section(times, args, costs)
     print(text)
     if not args.dry_run:
-        write_section(ROOT / "BENCHMARKS.md", "batch", text)
+        write_section(
+            ROOT / "BENCHMARKS.md", "batch", text, load=load, allow_noisy=args.allow_noisy
+        )
 
 
 if __name__ == "__main__":

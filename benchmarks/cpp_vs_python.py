@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from res2net.bench.quiet import LoadWatch, add_noise_argument
 from res2net.bench.report import cpu_name, write_section
 from res2net.bench.timing import time_calls
 
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--short", action="store_true", help="3 rounds, 2+5 calls, 16 photos")
     ap.add_argument("--note", default="", help="a line to add under the table")
     ap.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    add_noise_argument(ap)
     args = ap.parse_args()
     if args.short:
         args.rounds, args.warmup, args.iters, args.count = 3, 2, 5, 16
@@ -143,7 +145,7 @@ def main() -> None:
         sys.exit(f"{CPP} is missing: build it with bash scripts/build_cpp.sh")
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     cpp, py = [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, LoadWatch() as load:
         model = export(Path(tmp))
         photos = Path(tmp) / "photos"
         photos.mkdir()
@@ -156,7 +158,9 @@ def main() -> None:
     if args.dry_run:
         print(text)
     else:
-        print(f"updated {write_section(ROOT / 'BENCHMARKS.md', 'cpp-vs-python', text)}")
+        path = write_section(ROOT / "BENCHMARKS.md", "cpp-vs-python", text, load=load,
+                             allow_noisy=args.allow_noisy)  # fmt: skip
+        print(f"updated {path}")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ the section gives the range a fresh clone can expect rather than one lucky run.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from res2net.bench.quiet import LoadWatch, add_noise_argument
 from res2net.bench.report import cpu_name, write_section
 from res2net.data.datasets import render_digits
 from res2net.engine.config import load_config
@@ -47,17 +47,14 @@ def run(overrides: list[str]) -> tuple[dict, float, int]:
     return result.history[-1], seconds, cfg.schedule.epochs
 
 
-def section(
-    runs: list[tuple[int, dict, float]], epochs: int, overrides: list[str], loads: list[float]
-) -> str:
+def section(runs: list[tuple[int, dict, float]], epochs: int, overrides: list[str]) -> str:
     """The Markdown section: one row per seed, then the range of held-out top-1."""
     extra = f" with overrides `{' '.join(overrides)}`" if overrides else ""
     setup = (
         f"`benchmarks/digits_demo.py`: `configs/digits_demo.yaml`{extra} (Res2Net-50-vd, "
         "width 8, 4 scales, 32x32) on scikit-learn's handwritten digits, 1437 train / 360 "
         f"held-out images. CPU: {cpu_name()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}. Load average (1 min) after each run: "
-        f"{', '.join(f'{x:.1f}' for x in loads)}."
+        f"torch {torch.__version__}."
     )
     rows = [
         f"| {seed} | {epochs} | {row['val_top1']:.4f} | {row['val_top5']:.4f} | "
@@ -91,19 +88,21 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     ap.add_argument("--dry-run", action="store_true", help="print only; leave BENCHMARKS.md")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
+    add_noise_argument(ap)
     args = ap.parse_args()
-    runs, epochs, loads = [], 0, []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        row, seconds, epochs = run([*args.overrides, f"train.seed={seed}"])
-        print(f"seed {seed}: top-1 {row['val_top1']:.4f} in {seconds / 60:.1f} min")
-        runs.append((seed, row, seconds))
-        loads.append(os.getloadavg()[0])
-    text = section(runs, epochs, args.overrides, loads)
-    print(
-        text
-        if args.dry_run
-        else f"wrote {write_section(ROOT / 'BENCHMARKS.md', 'digits_demo', text)}"
-    )
+    runs, epochs = [], 0
+    with LoadWatch() as load:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            row, seconds, epochs = run([*args.overrides, f"train.seed={seed}"])
+            print(f"seed {seed}: top-1 {row['val_top1']:.4f} in {seconds / 60:.1f} min")
+            runs.append((seed, row, seconds))
+    text = section(runs, epochs, args.overrides)
+    if args.dry_run:
+        print(text)
+        return
+    path = write_section(ROOT / "BENCHMARKS.md", "digits_demo", text, load=load,
+                         allow_noisy=args.allow_noisy)  # fmt: skip
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

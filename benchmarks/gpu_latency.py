@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from res2net.bench.latency import run_benchmark  # noqa: E402
+from res2net.bench.quiet import LoadWatch, add_noise_argument  # noqa: E402
 from res2net.bench.report import (  # noqa: E402
     Measurement,
     cpu_name,
@@ -258,10 +259,22 @@ def device_run(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - started:5.0f} s] checked {name}", file=sys.stderr)
     from peers import PEERS  # benchmarks/peers.py, beside this script: timm eager on a GPU
 
+    with LoadWatch() as load:
+        time_models(args, engines, PEERS, document, started)
+    document["load"] = load.record()
+    write(out, document)
+    print(section(document))
+    failed = [c for c in document["checks"] if not c["ok"]]
+    return 1 if failed or document["errors"] else 0
+
+
+def time_models(args, engines, peers, document: dict, started: float) -> None:
+    """Time every model of ``args`` into ``document``'s rows, saving after each."""
+    device, out = args.device, Path(args.out)
     for name in args.models:
         try:
             rows = run_benchmark(
-                [name], engines, args.batch_sizes, args.precisions, peers=PEERS,
+                [name], engines, args.batch_sizes, args.precisions, peers=peers,
                 with_preprocess=args.e2e, photos=PHOTOS, warmup=args.warmup, iters=args.iters,
                 device=device,
             )  # fmt: skip
@@ -271,12 +284,9 @@ def device_run(args: argparse.Namespace) -> int:
             document["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
         write(out, document)
         print(f"[{time.perf_counter() - started:5.0f} s] timed {name}", file=sys.stderr)
-    print(section(document))
-    failed = [c for c in document["checks"] if not c["ok"]]
-    return 1 if failed or document["errors"] else 0
 
 
-def from_json(path: Path) -> int:
+def from_json(path: Path, allow_noisy: bool = False) -> int:
     """Put a device run's results into BENCHMARKS.md (and docs/gpu_latency.png)."""
     document = json.loads(path.read_text())
     rows = [Measurement(**row) for row in document.get("rows", [])]
@@ -288,7 +298,10 @@ def from_json(path: Path) -> int:
         text += "\n\n![GPU latency](docs/gpu_latency.png)"
         text += "\n\n![GPU latency per image vs batch size](docs/gpu_latency_batch.png)"
     where = f"{env.get('card')} (host: {env.get('cpu')}), {env['date']}"
-    bench = write_section(ROOT / "BENCHMARKS.md", "gpu-latency", text, machine=where)
+    # The load the device run sampled on its own host (none recorded: refused as noisy).
+    load = LoadWatch.from_record(document.get("load"))
+    bench = write_section(ROOT / "BENCHMARKS.md", "gpu-latency", text, machine=where, load=load,
+                          allow_noisy=allow_noisy)  # fmt: skip
     print(f"updated {bench}")
     return 0
 
@@ -315,9 +328,10 @@ def main() -> int:
         action="store_true",
         help="also time decoding + preprocessing + copies (CPU-bound, minutes more)",
     )
+    add_noise_argument(ap)
     args = ap.parse_args()
     if args.from_json:
-        return from_json(args.from_json)
+        return from_json(args.from_json, args.allow_noisy)
     return device_run(args)
 
 

@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 from peers import PEERS  # noqa: E402
 
 from res2net.bench.limits import cpu_isa  # noqa: E402
+from res2net.bench.quiet import LoadWatch, add_noise_argument  # noqa: E402
 from res2net.bench.report import (  # noqa: E402
     cpu_name,
     limit_lines,
@@ -107,6 +108,7 @@ def parser(write: bool) -> argparse.ArgumentParser:
         "--write", action="store_true", help="measure and write BENCHMARKS.md's section"
     )
     ap.add_argument("--dry-run", action="store_true", help="with --write: print, write nothing")
+    add_noise_argument(ap)
     if write:
         ap.set_defaults(**SECTION)
     return ap
@@ -115,7 +117,8 @@ def parser(write: bool) -> argparse.ArgumentParser:
 def main() -> None:
     args = parser("--write" in sys.argv[1:]).parse_args()
     try:
-        rows, limits = measure(args, PEERS)
+        with LoadWatch() as load:
+            rows, limits = measure(args, PEERS)
     except (ValueError, RuntimeError) as exc:
         sys.exit(f"error: {exc}")
     if not args.write:
@@ -125,8 +128,9 @@ def main() -> None:
     if args.dry_run:
         print(text)
         return
-    plot(rows, ROOT / "docs" / "latency.png")
-    bench = write_section(ROOT / "BENCHMARKS.md", "latency", text)
+    bench = write_section(ROOT / "BENCHMARKS.md", "latency", text, load=load,
+                          allow_noisy=args.allow_noisy)  # fmt: skip
+    plot(rows, ROOT / "docs" / "latency.png")  # only once the section was accepted
     print(f"updated {bench} and docs/latency.png")
 
 

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from res2net.bench.latency import run_benchmark
+from res2net.bench.quiet import LoadWatch, add_noise_argument
 from res2net.bench.report import cpu_name, markdown_table, write_section
 from res2net.builder import create_model
 from res2net.deploy.export import export_model
@@ -76,18 +77,22 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--note", default="", help="a sentence appended to the section's header")
     ap.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    add_noise_argument(ap)
     args = ap.parse_args()
     calib = load_calibration([ROOT / "tests" / "data" / "images"], get_entry(args.model).preprocess)
-    sizes = pte_sizes(args.model, calib)
-    rows = run_benchmark(
-        [args.model], args.engines.split(","), [1], ("fp32", "int8"),
-        warmup=args.warmup, iters=args.iters, calib=calib,
-    )  # fmt: skip
+    with LoadWatch() as load:
+        sizes = pte_sizes(args.model, calib)
+        rows = run_benchmark(
+            [args.model], args.engines.split(","), [1], ("fp32", "int8"),
+            warmup=args.warmup, iters=args.iters, calib=calib,
+        )  # fmt: skip
     text = section(args.model, sizes, rows, args)
     if args.dry_run:
         print(text)
         return
-    print(f"updated {write_section(ROOT / 'BENCHMARKS.md', 'executorch', text)}")
+    path = write_section(ROOT / "BENCHMARKS.md", "executorch", text, load=load,
+                         allow_noisy=args.allow_noisy)  # fmt: skip
+    print(f"updated {path}")
 
 
 if __name__ == "__main__":

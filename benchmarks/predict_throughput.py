@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from res2net.bench.quiet import LoadWatch, add_noise_argument
 from res2net.bench.report import cpu_name, write_section
 from res2net.deploy.predictor import Predictor
 
@@ -117,9 +118,10 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    add_noise_argument(ap)
     args = ap.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, LoadWatch() as load:
         files = make_folder(Path(tmp), args.count)
         for model in args.models.split(","):
             for batch in map(int, args.batch_sizes.split(",")):
@@ -134,7 +136,9 @@ def main() -> None:
     if args.dry_run:
         print(text)
     else:
-        print(f"updated {write_section(ROOT / 'BENCHMARKS.md', 'predict-throughput', text)}")
+        path = write_section(ROOT / "BENCHMARKS.md", "predict-throughput", text, load=load,
+                             allow_noisy=args.allow_noisy)  # fmt: skip
+        print(f"updated {path}")
 
 
 if __name__ == "__main__":

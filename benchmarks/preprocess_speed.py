@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from res2net.bench.quiet import LoadWatch, add_noise_argument
 from res2net.bench.report import cpu_name, write_section
 from res2net.data.images import load_image
 from res2net.data.preprocess import Preprocess
@@ -126,19 +127,23 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--write", action="store_true", help="write the section to BENCHMARKS.md")
+    add_noise_argument(ap)
     args = ap.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     loads = [os.getloadavg()[0]]
     rows = []
-    for label, data in inputs():
-        rows.append((label, measure(data, args.runs, args.warmup)))
-        print(label, {k: round(v, 3) for k, v in rows[-1][1].items()}, flush=True)
+    with LoadWatch(own_threads=1) as load:  # one thread: OpenCV and torch set to 1 above
+        for label, data in inputs():
+            rows.append((label, measure(data, args.runs, args.warmup)))
+            print(label, {k: round(v, 3) for k, v in rows[-1][1].items()}, flush=True)
     loads.append(os.getloadavg()[0])
     text = section(rows, loads, args)
     print(text)
     if args.write:
-        print(f"updated {write_section(ROOT / 'BENCHMARKS.md', 'preprocess-speed', text)}")
+        path = write_section(ROOT / "BENCHMARKS.md", "preprocess-speed", text, load=load,
+                             allow_noisy=args.allow_noisy)  # fmt: skip
+        print(f"updated {path}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from res2net.bench.quiet import LoadWatch, add_noise_argument
 from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,18 +176,21 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per configuration")
     ap.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    add_noise_argument(ap)
     args = ap.parse_args()
-    rows = [
-        measure(args.model, engine, int(b), args)
-        for engine in args.engines.split(",")
-        for b in args.max_batch_sizes.split(",")
-    ]
+    with LoadWatch() as load:
+        rows = [
+            measure(args.model, engine, int(b), args)
+            for engine in args.engines.split(",")
+            for b in args.max_batch_sizes.split(",")
+        ]
     text = section(rows, args)
     failed = sum(r["failed"] for r in rows)
     if args.dry_run:
         print(text)
     else:
-        bench = write_section(ROOT / "BENCHMARKS.md", "serve", text)
+        bench = write_section(ROOT / "BENCHMARKS.md", "serve", text, load=load,
+                              allow_noisy=args.allow_noisy)  # fmt: skip
         print(f"updated {bench}")
     if failed:
         sys.exit(f"{failed} requests failed: {[r['failures'] for r in rows]}")

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import res2net
+from res2net.bench.quiet import LoadWatch, add_noise_argument
 from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,19 +111,23 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--no-gpu", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="print only; leave BENCHMARKS.md")
+    add_noise_argument(ap)
     args = ap.parse_args()
-    rows = measure(
-        torch.device("cpu"), args.batch_size, args.steps, args.warmup, args.channels_last
-    )
-    if torch.cuda.is_available() and not args.no_gpu:
-        rows += measure(
-            torch.device("cuda"), args.gpu_batch, args.steps, args.warmup, args.channels_last
+    with LoadWatch() as load:
+        rows = measure(
+            torch.device("cpu"), args.batch_size, args.steps, args.warmup, args.channels_last
         )
+        if torch.cuda.is_available() and not args.no_gpu:
+            rows += measure(
+                torch.device("cuda"), args.gpu_batch, args.steps, args.warmup, args.channels_last
+            )
     text = section(rows, args)
     if args.dry_run:
         print(text)
     else:
-        print(f"wrote {write_section(ROOT / 'BENCHMARKS.md', 'train_throughput', text)}")
+        path = write_section(ROOT / "BENCHMARKS.md", "train_throughput", text, load=load,
+                             allow_noisy=args.allow_noisy)  # fmt: skip
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

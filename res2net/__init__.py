@@ -11,6 +11,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+from res2net.noise import quiet_known_noise  # noqa: E402
+
+quiet_known_noise()
+
 # Public name -> module that defines it.
 _EXPORTS = {
     "list_models": "res2net.models.registry",

@@ -7,11 +7,16 @@ so this module knows nothing of engines, checkpoints or benchmarks.
 Charts:
 
 * :func:`latency_accuracy`: latency (x, log scale) against top-1 (y), the layout
-  PaddleClas's and timm's model-zoo charts use. One marker shape per model, labelled with
-  its name; one line per engine/precision joining its models in order of latency; peers
-  dashed. Points without a measured accuracy go on a strip below, on the same latency axis.
-* :func:`batch_scaling`: per-image latency against batch size, one line per engine.
-* :func:`training_curves`: loss (log scale) and validation accuracy against epochs.
+  PaddleClas's and timm's model-zoo charts use. Each point is labelled with its model's
+  name; one line per engine/precision joins its models in order of latency; peers dashed.
+  Points without a measured accuracy go on a strip below, on the same latency axis.
+* :func:`batch_scaling`: per-image latency against batch size, one line per
+  engine/precision.
+* :func:`training_curves`: loss (log scale) and validation accuracy against whole epochs.
+
+On both latency charts a colour means one engine and a marker shape one precision; a caller
+drawing both passes the same :class:`SeriesStyle` to each, so they agree. Every legend sits
+outside the axes, never over the data.
 """
 
 from __future__ import annotations
@@ -44,15 +49,46 @@ COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#0
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
+PRECISION_MARKERS = {"fp32": "o", "bf16": "s", "fp16": "D", "int8": "^"}
+
+
 @dataclass(frozen=True)
 class LatencyPoint:
-    """One model in one engine/precision (``series``) on a latency chart."""
+    """One model in one engine and precision on a latency chart."""
 
     model: str
-    series: str
+    engine: str
+    precision: str
     latency_ms: float
     top1: float | None = None  # a fraction; None where no accuracy was measured
     peer: bool = False
+    batch: int = 1
+
+    @property
+    def series(self) -> str:
+        """The line this point is on: its engine and precision."""
+        return f"{self.engine} {self.precision}"
+
+
+@dataclass(frozen=True)
+class SeriesStyle:
+    """A colour per engine and a marker per precision, shared by the charts of one run."""
+
+    colours: dict[str, str]
+    markers: dict[str, str]
+
+    @classmethod
+    def of(cls, engines: Sequence[str], precisions: Sequence[str]) -> SeriesStyle:
+        """Colours in the order engines are first met; markers fixed per known precision."""
+        others = [m for m in MARKERS if m not in PRECISION_MARKERS.values()]
+        extra = iter(others)
+        markers = {p: PRECISION_MARKERS.get(p) or next(extra, "o") for p in _unique(precisions)}
+        return cls(_colours(_unique(engines)), markers)
+
+    @classmethod
+    def of_points(cls, points: Sequence[LatencyPoint]) -> SeriesStyle:
+        """The style of a chart drawn alone."""
+        return cls.of([p.engine for p in points], [p.precision for p in points])
 
 
 def _pyplot() -> Any:
@@ -95,19 +131,29 @@ def _legend_outside(ax: Any, handles: list | None = None, title: str | None = No
               borderaxespad=0.0, frameon=False)  # fmt: skip
 
 
-def _series_lines(ax: Any, points: Sequence[LatencyPoint], colours: dict, y) -> None:
-    """One line per series through its points in order of latency; peers dashed."""
+def _series_lines(ax: Any, points: Sequence[LatencyPoint], style: SeriesStyle, y) -> None:
+    """One line per engine/precision through its points in order of latency (peers dashed),
+    in the engine's colour with the precision's marker."""
     for series in _unique([p.series for p in points]):
         pts = sorted((p for p in points if p.series == series), key=lambda p: p.latency_ms)
-        style = "--" if pts[0].peer else "-"
-        ax.plot([p.latency_ms for p in pts], [y(p) for p in pts], style,
-                color=colours[series], zorder=1)  # fmt: skip
+        ax.plot([p.latency_ms for p in pts], [y(p) for p in pts],
+                "--" if pts[0].peer else "-", color=style.colours[pts[0].engine],
+                marker=style.markers[pts[0].precision], markeredgecolor="white",
+                markeredgewidth=0.6, zorder=1)  # fmt: skip
 
 
-def _model_markers(ax: Any, points, colours: dict, markers: dict, y) -> None:
-    for p in points:
-        ax.scatter(p.latency_ms, y(p), marker=markers[p.model], color=colours[p.series],
-                   edgecolors="white", linewidths=0.6, s=42, zorder=2)  # fmt: skip
+def legend_handles(points: Sequence[LatencyPoint], style: SeriesStyle) -> list:
+    """The legend of a latency chart: one entry per engine/precision, as drawn."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for series in _unique([p.series for p in points]):
+        first = next(p for p in points if p.series == series)
+        handles.append(Line2D([], [], color=style.colours[first.engine],
+                              marker=style.markers[first.precision],
+                              linestyle="--" if first.peer else "-",
+                              label=series + (" (peer)" if first.peer else "")))  # fmt: skip
+    return handles
 
 
 def latency_accuracy(
@@ -117,15 +163,11 @@ def latency_accuracy(
     title: str,
     xlabel: str,
     ylabel: str = "ImageNet top-1 (%)",
+    style: SeriesStyle | None = None,
 ) -> Path:
     """Write the latency (log x) vs top-1 (y) chart; see the module docstring."""
-    from matplotlib.lines import Line2D
-
     plt = _pyplot()
-    series = _unique([p.series for p in points])
-    colours = _colours(series)
-    models = _unique([p.model for p in sorted(points, key=lambda p: p.latency_ms)])
-    markers = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(models)}
+    style = style or SeriesStyle.of_points(points)
     rated = [p for p in points if p.top1 is not None]
     unrated = [p for p in points if p.top1 is None]
     strip = _unique([p.series for p in unrated])
@@ -137,25 +179,14 @@ def latency_accuracy(
                                  gridspec_kw={"height_ratios": ratios})  # fmt: skip
         axes = list(axes[:, 0])
         if rated:
-            ax = axes[0]
-            top = lambda p: 100 * p.top1  # noqa: E731
-            _series_lines(ax, rated, colours, top)
-            _model_markers(ax, rated, colours, markers, top)
-            for model in models:  # the name once, beside the model's fastest point
-                mine = [p for p in rated if p.model == model]
-                if mine:
-                    first = min(mine, key=lambda p: p.latency_ms)
-                    ax.annotate(model, (first.latency_ms, top(first)), xytext=(-6, 6),
-                                textcoords="offset points", ha="right", fontsize=8)  # fmt: skip
-            ax.set_ylabel(ylabel)
-            low, high = min(map(top, rated)), max(map(top, rated))
-            ax.set_ylim(low - 0.3 - 0.1 * (high - low), high + 0.3 + 0.1 * (high - low))
+            _rated_axes(axes[0], rated, style, ylabel)
         if strip:
             ax = axes[-1]
             level = {s: i for i, s in enumerate(strip)}
-            place = lambda p: level[p.series]  # noqa: E731
-            _series_lines(ax, unrated, colours, place)
-            _model_markers(ax, unrated, colours, markers, place)
+            _series_lines(ax, unrated, style, lambda p: level[p.series])
+            for p in unrated:  # no top-1 to tell the models apart: name each point
+                ax.annotate(p.model, (p.latency_ms, level[p.series]), xytext=(0, 5),
+                            textcoords="offset points", ha="center", fontsize=6)  # fmt: skip
             ax.set_yticks(range(len(strip)), strip)
             ax.set_ylim(-0.6, len(strip) - 0.4)
             if rated:
@@ -163,69 +194,72 @@ def latency_accuracy(
         axes[-1].set_xscale("log")
         _plain_log_ticks(axes[-1].xaxis)
         axes[-1].set_xlabel(xlabel)
-        handles = [Line2D([], [], color=colours[s], linestyle="--" if _is_peer(points, s)
-                          else "-", label=s + (" (peer)" if _is_peer(points, s) else ""))
-                   for s in series]  # fmt: skip
-        handles += [Line2D([], [], color="#444", marker=markers[m], linestyle="", label=m)
-                    for m in models]  # fmt: skip
-        _legend_outside(axes[0], handles, "engine / model")
+        _legend_outside(axes[0], legend_handles(points, style), "engine precision")
         fig.suptitle(title)
         return _save(fig, path)
 
 
-def _is_peer(points: Sequence[LatencyPoint], series: str) -> bool:
-    return any(p.peer for p in points if p.series == series)
+def _rated_axes(ax: Any, rated: Sequence[LatencyPoint], style: SeriesStyle, ylabel: str) -> None:
+    """The top-1 panel: the lines, and each model's name once beside its fastest point."""
+    top = lambda p: 100 * p.top1  # noqa: E731
+    _series_lines(ax, rated, style, top)
+    for model in _unique([p.model for p in sorted(rated, key=lambda p: p.latency_ms)]):
+        first = min((p for p in rated if p.model == model), key=lambda p: p.latency_ms)
+        ax.annotate(model, (first.latency_ms, top(first)), xytext=(-6, 6),
+                    textcoords="offset points", ha="right", fontsize=8)  # fmt: skip
+    ax.set_ylabel(ylabel)
+    low, high = min(map(top, rated)), max(map(top, rated))
+    ax.set_ylim(low - 0.3 - 0.1 * (high - low), high + 0.3 + 0.1 * (high - low))
 
 
 def batch_scaling(
-    per_image_ms: dict[str, dict[int, float]],
+    points: Sequence[LatencyPoint],
     path: str | os.PathLike,
     *,
     title: str,
-    peers: Sequence[str] = (),
+    style: SeriesStyle | None = None,
 ) -> Path:
-    """Write per-image latency (log y) against batch size, one line per series (peers dashed).
+    """Write per-image latency (log y) against batch size, one line per engine/precision
+    (peers dashed).
 
-    :param per_image_ms: series name -> {batch size: ms per image}.
+    :param points: one model's, one per engine/precision and ``batch``; ``latency_ms`` is
+        the time per image.
     """
     plt = _pyplot()
-    colours = _colours(list(per_image_ms))
+    style = style or SeriesStyle.of_points(points)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(8, 4.2))
-        for name, by_batch in per_image_ms.items():
-            sizes = sorted(by_batch)
-            ax.plot(sizes, [by_batch[b] for b in sizes], "--" if name in peers else "-",
-                    marker="o", color=colours[name],
-                    label=name + (" (peer)" if name in peers else ""))  # fmt: skip
-        sizes = sorted({b for by_batch in per_image_ms.values() for b in by_batch})
+        for series in _unique([p.series for p in points]):
+            pts = sorted((p for p in points if p.series == series), key=lambda p: p.batch)
+            ax.plot([p.batch for p in pts], [p.latency_ms for p in pts],
+                    "--" if pts[0].peer else "-", marker=style.markers[pts[0].precision],
+                    color=style.colours[pts[0].engine])  # fmt: skip
+        sizes = sorted({p.batch for p in points})
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(b) for b in sizes])
         ax.minorticks_off()
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
         ax.set(xlabel="batch size", ylabel="median latency per image (ms)")
-        _legend_outside(ax, title="engine")
+        _legend_outside(ax, legend_handles(points, style), "engine precision")
         ax.set_title(title)
         return _save(fig, path)
 
 
 def training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write loss (log scale) and validation accuracy against epochs, from per-epoch rows."""
+    """Write loss (log scale) and validation accuracy against epochs, from per-epoch rows.
+
+    Epoch ticks are whole numbers; each panel's legend sits to its right, outside the data.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     with plt.rc_context(STYLE):
-        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
         colours = _colours(["train_loss", "val_loss", "val_top1", "val_top5", "val_agreement"])
-        losses = []
-        for key in ("train_loss", "val_loss"):
-            values = [row.get(key) for row in history]
-            if any(v is not None for v in values):
-                ax_loss.plot(epochs, values, marker="o", color=colours[key], label=key)
-                losses += [v for v in values if v is not None]
-        for key in ("val_top1", "val_top5", "val_agreement"):
-            if any(key in row for row in history):
-                ax_acc.plot(epochs, [row.get(key) for row in history], marker="o",
-                            color=colours[key], label=key)  # fmt: skip
+        losses = _plot_keys(ax_loss, history, epochs, ("train_loss", "val_loss"), colours)
+        _plot_keys(ax_acc, history, epochs, ("val_top1", "val_top5", "val_agreement"), colours)
         if losses and min(losses) > 0 and max(losses) > 5 * min(losses):
             # A first epoch far above the rest would flatten every later change on a linear
             # axis; on a log axis each keeps its share of the height.
@@ -233,6 +267,19 @@ def training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) 
         ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
         ax_acc.set(xlabel="epoch", ylabel="fraction", title="validation accuracy", ylim=(0, 1))
         for ax in (ax_loss, ax_acc):
-            ax.legend(frameon=False)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if ax.get_legend_handles_labels()[0]:  # a panel with no data gets no legend
+                _legend_outside(ax)
         fig.tight_layout()
         return _save(fig, path)
+
+
+def _plot_keys(ax: Any, history, epochs: list, keys: Sequence[str], colours: dict) -> list:
+    """One line per key that any row has; the values drawn."""
+    drawn = []
+    for key in keys:
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            ax.plot(epochs, values, marker="o", color=colours[key], label=key)
+            drawn += [v for v in values if v is not None]
+    return drawn

@@ -20,28 +20,44 @@ from res2net.models.registry import get_entry, model_info
 # -- res2net models ---------------------------------------------------------------------
 
 
-def test_cached_counts_equal_a_fresh_count_and_timm(tmp_path, monkeypatch):
-    """The table's figures are counted from the network once and cached; the cached ones
-    are what a fresh count and timm's own network give."""
+def test_shipped_counts_equal_a_fresh_count_of_every_model():
+    """The table's figures ship with the package; counting each network again on the meta
+    device (torch's own flop counter) gives them exactly, and every registered network has
+    its entry, so no user ever waits for a count."""
+    from res2net.models.registry import list_models
+
+    shipped = counting.shipped_counts()
+    configs = {counting.shape_key(get_entry(name).config): name for name in list_models()}
+    assert set(configs) <= set(shipped), "run scripts/count_models.py after adding a model"
+    for key, name in configs.items():
+        params, gflops = counting.count_network(get_entry(name).config)
+        assert shipped[key][0] == params == model_info(name)["params"], name
+        assert shipped[key][1] == pytest.approx(gflops, rel=1e-9), name
+
+
+def test_shipped_params_equal_timms_network():
+    name = "res2net50_26w_4s"
+    theirs = timm.create_model(name, pretrained=False)
+    ours = model_info(name)["params"]
+    assert ours == sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+
+
+def test_unregistered_counts_are_cached(tmp_path, monkeypatch):
+    """A network outside the registry (a training file's own class count) is counted once;
+    a later process reads the cache file instead of counting."""
     monkeypatch.setenv("RES2NET_CACHE", str(tmp_path))
     monkeypatch.setattr(counting, "_memory", {})
-    name = "res2net50_26w_4s"
-    config = get_entry(name).config
-    info = model_info(name)
-    cached = json.loads((tmp_path / counting.COUNTS_FILE).read_text())[counting.count_key(config)]
-    params, gflops = counting.count_network(config)
-    assert cached[0] == params == info["params"]
-    assert cached[1] == pytest.approx(gflops, rel=1e-9) and info["gflops"] == round(gflops, 3)
-    theirs = timm.create_model(name, pretrained=False)
-    assert params == sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+    config = get_entry("res2net50_26w_4s").config
+    params, gflops = counting.count_model(config, 224, 10)
+    cached = json.loads((tmp_path / counting.COUNTS_FILE).read_text())
+    assert cached[counting.count_key(config, 224, 10)] == [params, gflops]
 
-    # A later call (another process: memory cleared) reads the file instead of counting.
     def no_count(*args, **kwargs):
         raise AssertionError("counted again despite the cache")
 
     monkeypatch.setattr(counting, "_memory", {})
     monkeypatch.setattr(counting, "count_network", no_count)
-    assert model_info(name)["params"] == params
+    assert counting.count_model(config, 224, 10) == (params, gflops)
 
 
 def test_count_key_names_torch_version_and_shape():
@@ -53,19 +69,13 @@ def test_count_key_names_torch_version_and_shape():
     assert key != counting.count_key(config, 160) != counting.count_key(config, 224, 10)
 
 
-def test_models_with_counts_cached_needs_no_torch(tmp_path):
-    """What made the command slow was counting and importing torch: with the counts cached,
-    `res2net models` (and building every subcommand's parser) imports neither."""
+def test_models_needs_no_torch_and_no_cache(tmp_path):
+    """What made the command slow was counting and importing torch: on a fresh machine
+    (empty cache folder) `res2net models` (and building every subcommand's parser) imports
+    neither."""
     import subprocess
     import sys
 
-    from res2net.models.registry import list_models
-
-    keys = {}
-    for name in list_models():
-        config = get_entry(name).config
-        keys[counting.count_key(config)] = list(counting.count_model(config))
-    (tmp_path / counting.COUNTS_FILE).write_text(json.dumps(keys))
     code = (
         "import sys; from res2net.cli import main; assert main(['models']) == 0; "
         "assert 'torch' not in sys.modules, 'torch imported'"
@@ -74,6 +84,7 @@ def test_models_with_counts_cached_needs_no_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Res2Net50_vd_26w_4s" in proc.stdout
+    assert not (tmp_path / counting.COUNTS_FILE).exists()
 
 
 def test_models_table_fits_100_columns(capsys, tmp_path, monkeypatch):
@@ -149,8 +160,10 @@ def test_bench_from_a_training_file_alone(trained, capsys):
             "--warmup", "0", "--iters", "1", "--json"]  # fmt: skip
     assert cli_main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    _, gflops = counting.count_network(net.config, 224, len(CLASSES))
+    side = 56  # the fixture's crop: timed and counted there, not at the registry's 224
+    _, gflops = counting.count_network(net.config, side, len(CLASSES))
     assert row["model"] == str(path) and row["gflops"] == pytest.approx(gflops, abs=1e-3)
+    assert row["input_side"] == side != 224
 
 
 def test_serve_from_a_training_file_alone(trained, tmp_path):
@@ -288,6 +301,36 @@ def test_train_json_is_one_line(cli_run, capfd):
     stdout = capfd.readouterr().out
     (line,) = stdout.splitlines()
     assert json.loads(line)["final_weights"] == str(out / "final.safetensors")
+
+
+def test_resuming_a_finished_run_answers_without_torch(cli_run, capfd):
+    """`train --resume` after the last epoch took 16 s (torch, model, data, checkpoint) to
+    find nothing to do; the finished run's record answers without importing torch. A
+    different config or a newer checkpoint resumes for real."""
+    import subprocess
+    import sys
+
+    from res2net.engine.config import config_to_dict, load_config
+    from res2net.engine.run_folder import LAST, finished_run
+
+    _, out, config = cli_run
+    assert cli_main(["train", "--config", str(config), "--json"]) == 0
+    trained = json.loads(capfd.readouterr().out)
+    code = (
+        "import sys; from res2net.cli import main; "
+        f"assert main(['train', '--config', {str(config)!r}, '--resume', '--json']) == 0; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == trained
+
+    cfg = load_config(config)
+    assert finished_run(out, config_to_dict(cfg), out / LAST) is not None
+    longer = load_config(config, ["schedule.epochs=3"])
+    assert finished_run(out, config_to_dict(longer), out / LAST) is None
+    os.utime(out / LAST)  # a checkpoint written after the record: resume it
+    assert finished_run(out, config_to_dict(cfg), out / LAST) is None
 
 
 def test_loss_plot_is_log_scaled_when_the_first_epoch_dwarfs_the_rest(tmp_path, monkeypatch):

@@ -1,8 +1,9 @@
 """INT8 post-training quantization keeps a really trained model's accuracy.
 
 A small Res2Net-50-vd is trained on scikit-learn's handwritten digits with the project's own
-training loop (the recipe of configs/digits_demo.yaml as shipped), quantized with NNCF from training
-images only (drawn across the classes), and both precisions are scored on the held-out digits.
+training loop (the recipe of configs/digits_demo.yaml as shipped, once per test run: conftest's
+``digits_demo``), quantized with NNCF from training images only (drawn across the classes),
+and both precisions are scored on the held-out digits.
 The PaddleClas-reference Res2Net50_vd_26w_4s of the parity tests is quantized too and held
 against PaddleClas's own FP32 logits.
 """

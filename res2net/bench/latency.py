@@ -1,4 +1,5 @@
-"""Latency of our engines, measured the way PaddleClas measures (random 224 input).
+"""Latency of our engines, measured the way PaddleClas measures (random input at the model's
+own size: 224 x 224 for the registry, a training file's crop for its network).
 
 For each model x engine x precision x batch size: build the runtime, warm it up, then time
 ``iters`` calls on one fixed random batch, all engines of a model in turns
@@ -76,10 +77,12 @@ def runs(engine: str, precision: str, device: str) -> bool:
 
 
 def build_runtime(
-    model: Any, engine: str, precision: str, calib: np.ndarray | None, device: str = "cpu"
-) -> Any:
+    model: Any, engine: str, precision: str, calib: np.ndarray | None, device: str = "cpu",
+    side: int = 224,
+) -> Any:  # fmt: skip
     """Our ``engine`` at ``precision`` on ``device``: ``create_runtime``, INT8 included
-    (calibrated on ``calib``; random noise when None, fine for timing only).
+    (calibrated on ``calib``; random noise of ``side`` x ``side`` when None, fine for timing
+    only).
 
     :raises ValueError: a combination the bench does not measure (:func:`runs`).
     """
@@ -88,7 +91,7 @@ def build_runtime(
     if not runs(engine, precision, device):
         raise ValueError(f"{engine} is not measured at {precision} on {device}")
     if precision == "int8":
-        data = calib if calib is not None else random_batch(32)
+        data = calib if calib is not None else random_batch(32, side)
         return create_runtime(model, engine, device=device, precision="int8", calibration=data)
     return create_runtime(model, engine, device=device, precision=precision)
 
@@ -136,7 +139,7 @@ def _check_against_fp32(
 def _build_contender(
     model: Any, name: str | None, engine: str | Peer, precision: str,
     batch_sizes: Sequence[int], warmup: int, calib: np.ndarray | None,
-    base_rss: float | None = None, device: str = "cpu",
+    base_rss: float | None = None, device: str = "cpu", side: int = 224,
 ) -> Contender:  # fmt: skip
     """Build the runtime (ours, or a :class:`Peer`'s) and warm it up at every batch size,
     measuring its peak memory.
@@ -159,12 +162,12 @@ def _build_contender(
         runtime = engine.build(model, name, precision, device)
         label, peer, same = engine.name, True, engine.same_function
     else:
-        runtime = build_runtime(model, engine, precision, calib, device)
+        runtime = build_runtime(model, engine, precision, calib, device, side)
         label, peer, same = engine, False, True
     contender = Contender(label, precision, runtime, None, {b: [] for b in batch_sizes}, device,
                           peer=peer, same_function=same)  # fmt: skip
     for batch in batch_sizes:
-        contender.timed(random_batch(batch), max(1, warmup), 0)
+        contender.timed(random_batch(batch, side), max(1, warmup), 0)
     peak = peak_rss_mib()
     if None not in (peak, before, base_rss):
         peak = base_rss + peak - before
@@ -177,10 +180,11 @@ def _build_contender(
 
 def bench_model(name: str | None, weights: str | None = None) -> tuple[Any, dict[str, Any]]:
     """The network to time (eval mode) and the facts its rows carry: ``name`` (the row's
-    model column), ``gflops``, ``published`` top-1 and ``preprocess_cfg``.
+    model column), ``gflops``, ``published`` top-1, ``preprocess_cfg`` and ``input_side``
+    (the crop of its preprocessing: what is timed, and where GFLOPs are counted).
 
     :param name: a registered model; ``None`` takes the network from ``weights``, a file
-        written by ``res2net train`` (its GFLOPs counted at 224x224, as for the registry).
+        written by ``res2net train`` (timed at its own crop size, e.g. 32 x 32).
     :param weights: a weight file (default: random weights, which time the same).
     """
     from res2net.models.registry import model_info
@@ -190,15 +194,17 @@ def bench_model(name: str | None, weights: str | None = None) -> tuple[Any, dict
         from res2net.resolve import load_training_export
 
         network, pre, _, _ = load_training_export(weights)
-        _, gflops = count_model(network.config, 224, network.num_classes)
+        _, gflops = count_model(network.config, pre.crop, network.num_classes)
         facts = {"name": str(weights), "gflops": round(gflops, 3), "published": {"top1": None}}
-        return network, {**facts, "preprocess_cfg": pre}
+        return network, {**facts, "preprocess_cfg": pre, "input_side": pre.crop}
     from res2net.builder import create_model
     from res2net.models.registry import get_entry
     from res2net.resolve import model_from_weights
 
     network = model_from_weights(weights, name)[0] if weights else create_model(name)
-    return network.eval(), {**model_info(name), "preprocess_cfg": get_entry(name).preprocess}
+    pre = get_entry(name).preprocess
+    # model_info's GFLOPs are counted at 224 x 224, the crop of every registered model.
+    return network.eval(), {**model_info(name), "preprocess_cfg": pre, "input_side": pre.crop}
 
 
 def measure_engines(
@@ -232,9 +238,8 @@ def measure_engines(
         log(f"{info['name']} {label} {precision}: build + warm-up")
         try:
             contenders.append(
-                _build_contender(
-                    model, name, engine, precision, batch_sizes, warmup, calib, base_rss, device
-                )
+                _build_contender(model, name, engine, precision, batch_sizes, warmup, calib,
+                                 base_rss, device, info["input_side"])  # fmt: skip
             )
         except (ImportError, FileNotFoundError, RuntimeError, ValueError) as exc:
             log(f"  skipped {label}: {str(exc).splitlines()[0]}")
@@ -243,7 +248,7 @@ def measure_engines(
         cfg = info["preprocess_cfg"]
         files = _image_files(photos) if with_preprocess else []
         inputs = (lambda batch: _photo_batch_fn(files, cfg, batch)) if with_preprocess else None
-        time_round_robin(contenders, batch_sizes, iters, inputs)
+        time_round_robin(contenders, batch_sizes, iters, inputs, info["input_side"])
         _check_reduced(contenders, model, cfg, calib, photos, batch_sizes[-1], info, log)
     finally:
         for c in contenders:
@@ -278,6 +283,7 @@ def _rows(c: Contender, info: dict[str, Any], batch_sizes: Sequence[int]) -> lis
             top1=info["published"]["top1"] if published else None,
             peer=c.peer, device=c.device,
             peak_gpu_mib=None if c.peak_gpu_mib is None else round(c.peak_gpu_mib, 1),
+            input_side=info["input_side"],
         )  # fmt: skip
         if c.accuracy is not None:
             row.top1_agreement, row.max_rel_diff = c.accuracy

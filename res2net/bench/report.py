@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from res2net.bench.quiet import LoadWatch, section_note
+
 HEADER = """# Benchmarks
 
 Every section below is written by a script in `benchmarks/` (named in the section), with the
@@ -23,12 +25,22 @@ UNRECORDED = "not recorded (written before machines were recorded; re-run its sc
 _MACHINE_LINE = re.compile(r"^- `([^`]+)`: (.*)$", re.M)
 
 
-def write_section(path: str | Path, name: str, text: str, *, machine: str | None = None) -> Path:
+def write_section(
+    path: str | Path, name: str, text: str, *, machine: str | None = None,
+    load: LoadWatch | None = None, allow_noisy: bool = False,
+) -> Path:  # fmt: skip
     """Replace the ``<!-- NAME:begin -->`` ... ``<!-- NAME:end -->`` block, or append it,
     and record ``machine`` (default: this one, :func:`machine_line`) for it in the header.
 
     Other sections are left as they are, so scripts can be rerun one at a time.
+
+    :param load: the :class:`~res2net.bench.quiet.LoadWatch` of the run: its load figures
+        end the section, and a noisy run raises
+        :class:`~res2net.bench.quiet.NoisyMachineError` (nothing written) unless
+        ``allow_noisy``, which marks the section NOISY.
     """
+    if load is not None:
+        text = f"{text.rstrip()}\n\n{section_note(load, allow_noisy)}"
     path = Path(path)
     old = path.read_text() if path.exists() else ""
     new = _replace_block(old, name, text)
@@ -138,6 +150,8 @@ class Measurement:
     max_rel_diff: float | None = None
     # OpenVINO rows: the INFERENCE_PRECISION_HINT the compiled model itself reports.
     runs_as: str | None = None
+    # The side of the square random input timed: the model's own crop size.
+    input_side: int = 224
 
 
 def fastest(rows: Sequence[Measurement]) -> dict[tuple[str, str, int], str]:
@@ -279,38 +293,48 @@ def plot(
     rows: Sequence[Measurement], path: str | os.PathLike, batch: int = 1, where: str | None = None
 ) -> list[Path]:
     """Two PNGs (:mod:`res2net.plotting`): batch-``batch`` latency against top-1 at ``path``,
-    and the first model's per-image latency against batch size beside it (``*_batch.png``).
+    and the first model's per-image latency against batch size beside it (``*_batch.png``),
+    with one colour per engine and one marker per precision across both.
 
     Top-1 is drawn only where a row carries one (rows computing PaddleClas's function in FP32); the
     others sit on a latency-only strip.
 
     :param where: the machine and date for the titles (default: this machine, today).
     """
-    from res2net.plotting import LatencyPoint, batch_scaling, latency_accuracy
+    from res2net.plotting import LatencyPoint, SeriesStyle, batch_scaling, latency_accuracy
 
     path = Path(path)
     where = where or machine_line(rows[0].device if rows else "cpu")
+    style = SeriesStyle.of([r.engine for r in rows], [r.precision for r in rows])
     points = [
-        LatencyPoint(r.model, f"{r.engine} {r.precision}", r.median_ms, r.top1, r.peer)
+        LatencyPoint(r.model, r.engine, r.precision, r.median_ms, r.top1, r.peer, r.batch)
         for r in rows
         if r.batch == batch
     ]
     first = latency_accuracy(
         points, path, title=f"Res2Net latency at batch {batch} vs top-1\n{where}",
-        xlabel=f"median latency, batch {batch}, random 224x224 input (ms, log scale)",
-        ylabel="top-1 (%) as PaddleClas publishes it",
+        xlabel=f"median latency, batch {batch}, {input_words(rows)} (ms, log scale)",
+        ylabel="top-1 (%) as PaddleClas publishes it", style=style,
     )  # fmt: skip
     model = rows[0].model if rows else ""
-    scaling: dict[str, dict[int, float]] = {}
-    for r in rows:
-        if r.model == model:
-            scaling.setdefault(f"{r.engine} {r.precision}", {})[r.batch] = r.per_image_ms
-    peers = [f"{r.engine} {r.precision}" for r in rows if r.peer]
+    mine = [r for r in rows if r.model == model]
+    scaling = [
+        LatencyPoint(r.model, r.engine, r.precision, r.per_image_ms, None, r.peer, r.batch)
+        for r in mine
+    ]
     second = batch_scaling(
-        scaling, path.with_name(f"{path.stem}_batch{path.suffix}"), peers=peers,
-        title=f"{model}: latency per image vs batch size\n{where}",
+        scaling, path.with_name(f"{path.stem}_batch{path.suffix}"), style=style,
+        title=f"{model}: latency per image vs batch size, {input_words(mine)}"
+        f"\n{where}",
     )  # fmt: skip
     return [first, second]
+
+
+def input_words(rows: Sequence[Measurement]) -> str:
+    """What was timed, for a chart's label: "random 32x32 input" (each model at its own
+    input size; several sizes are listed)."""
+    sides = sorted({r.input_side for r in rows}) or [224]
+    return "random " + "/".join(f"{s}x{s}" for s in sides) + " input"
 
 
 def to_json(rows: Sequence[Measurement]) -> str:

@@ -133,6 +133,7 @@ def time_round_robin(
     batch_sizes: Sequence[int],
     iters: int,
     inputs: Callable[[int], Callable[[], np.ndarray]] | None = None,
+    side: int = 224,
 ) -> None:
     """Time ``iters`` calls of each contender per batch size, taking turns.
 
@@ -143,10 +144,11 @@ def time_round_robin(
     :param inputs: batch size -> a function making a model input from real photos. Each
         timed call then first decodes + preprocesses (timed apart), then runs the model on
         what it made: ``e2e`` holds their sums, so an e2e figure is never below the model's.
+    :param side: the random input's height and width: the model's own input size.
     """
     per_turn = max(1, iters // 10)
     for batch in batch_sizes:
-        x = random_batch(batch)
+        x = random_batch(batch, side)
         make = inputs(batch) if inputs else None
         while any(len(c.times[batch]) < iters for c in contenders):
             for c in contenders:

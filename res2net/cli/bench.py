@@ -16,7 +16,8 @@ def _csv(text: str) -> list[str]:
 
 DESCRIPTION = (
     "Median latency of each MODEL in each ENGINE at each batch size, as PaddleClas measures "
-    "(random 224x224 input, warm-up, then timed runs, the engines in turns). Prints a "
+    "(random input at the model's own size, 224x224 for the registry, a training file's crop "
+    "for its network; warm-up, then timed runs, the engines in turns). Prints a "
     "Markdown table; the fastest of our engines is in bold. A .safetensors written by "
     "`res2net train` records its architecture: give it as --weights without --model."
 )
@@ -25,7 +26,7 @@ DESCRIPTION = (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="measure inference latency (median after warm-up, random 224 input)",
+        help="measure inference latency (median after warm-up, random input at the model's size)",
         description=DESCRIPTION + " Beside timm, plain OpenVINO and Paddle Inference: "
         "`python benchmarks/latency.py` in a source checkout (same options).",
         formatter_class=HelpFormatter,

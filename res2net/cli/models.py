@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "models",
         help="list registered models with params, FLOPs and accuracy",
         description="The registered models: parameters and GFLOPs counted from the networks "
-        "(once, then cached in the cache folder), next to the published figures.",
+        "(shipped with the package, recounted by its tests), next to the published figures.",
         formatter_class=HelpFormatter,
     )
     out = p.add_mutually_exclusive_group()

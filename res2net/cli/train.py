@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _summary(result) -> str:
     """The run's outcome in words: where the weights are and how good they are."""
-    from res2net.engine.checkpoint import BEST_WEIGHTS
     from res2net.engine.report import CSV_NAME, PLOT_NAME
+    from res2net.engine.run_folder import BEST_WEIGHTS
 
     out = result.out_dir
     last = result.history[-1] if result.history else {}
@@ -60,18 +60,26 @@ def _summary(result) -> str:
     return "\n".join(lines)
 
 
+def _train(cfg, resume):
+    from res2net.engine.train import train
+
+    return train(cfg, resume=resume)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from res2net.engine.checkpoint import LAST
+    from res2net.engine.config import config_to_dict
     from res2net.engine.paddleclas_config import load_any_config
-    from res2net.engine.train import train
+    from res2net.engine.run_folder import LAST, finished_run
 
     cfg = load_any_config(args.config, args.overrides, args.paddleclas_overrides)
     resume = args.resume
     if resume == "auto":
         resume = Path(cfg.output.dir) / LAST
-    result = train(cfg, resume=resume)
+    done = resume and finished_run(Path(cfg.output.dir), config_to_dict(cfg), Path(resume))
+    # Nothing left to do: answered from the run's record, without importing torch.
+    result = done or _train(cfg, resume)
     if result.final_weights is None:  # not rank 0 under torchrun: rank 0 reports
         return 0
     if args.json:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
+import importlib.util
 import os
 from pathlib import Path
 
@@ -14,8 +17,19 @@ MAX_LABEL_FILE_BYTES = 16 << 20
 
 @functools.cache
 def _imagenet_labels() -> tuple[str, ...]:
-    # torchvision ships the 1000 names with every ImageNet weight enum; any one will do.
-    from torchvision.models import ResNet50_Weights
+    # torchvision ships the 1000 names with every ImageNet weight enum, from one list in
+    # torchvision/models/_meta.py. That list is read as data: importing torchvision costs
+    # seconds of start-up (torchvision.ops imports torch._dynamo) for 1000 strings.
+    spec = importlib.util.find_spec("torchvision")
+    if spec is not None and spec.origin is not None:
+        source = Path(spec.origin).parent / "models" / "_meta.py"
+        with contextlib.suppress(OSError, SyntaxError, ValueError):
+            for node in ast.parse(source.read_text(encoding="utf-8")).body:
+                if isinstance(node, ast.Assign) and any(
+                    getattr(t, "id", None) == "_IMAGENET_CATEGORIES" for t in node.targets
+                ):
+                    return tuple(ast.literal_eval(node.value))
+    from torchvision.models import ResNet50_Weights  # a torchvision laid out otherwise
 
     return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 

@@ -27,17 +27,13 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as F
 
 from res2net.data.images import DEFAULT_MAX_PIXELS, ImageSource, decode_array, load_image
 from res2net.data.preprocess import Preprocess, as_preprocess
 
-_MODES = {
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-    "nearest": InterpolationMode.NEAREST,
-}
+# torchvision is imported only by the timm-style path: importing it pulls in torch._dynamo
+# (through torchvision.ops), seconds of start-up that Paddle-style predictions never use.
+_MODES = ("bilinear", "bicubic", "nearest")
 
 
 def paddle_resize_size(width: int, height: int, resize_short: int) -> tuple[int, int]:
@@ -110,13 +106,15 @@ def opencv_linear_resize(
     return ((mixed + 2) >> 2).clip(0, 255).astype(np.uint8)
 
 
-def _interpolation(cfg: Preprocess) -> InterpolationMode:
-    try:
-        return _MODES[cfg.interpolation]
-    except KeyError:
+def _interpolation(cfg: Preprocess):
+    """torchvision's ``InterpolationMode`` of ``cfg``."""
+    if cfg.interpolation not in _MODES:
         raise ValueError(
             f"unknown interpolation {cfg.interpolation!r}; use one of {', '.join(_MODES)}"
-        ) from None
+        )
+    from torchvision.transforms import InterpolationMode
+
+    return InterpolationMode(cfg.interpolation)
 
 
 @functools.lru_cache(maxsize=32)
@@ -178,6 +176,8 @@ def _timm_resized_size(width: int, height: int, short: int) -> tuple[int, int]:
 
 def _timm_style(image: Image.Image, cfg: Preprocess) -> torch.Tensor:
     # timm's eval transform: Resize(short side) -> CenterCrop -> ToTensor -> Normalize.
+    from torchvision.transforms import functional as F
+
     mode = _interpolation(cfg)
     new_w, new_h = _timm_resized_size(image.width, image.height, cfg.resize_short)
     if min(new_w, new_h) < cfg.crop:  # CenterCrop pads: torchvision's own path

@@ -25,9 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-LAST = "last.pt"
-BEST_WEIGHTS = "best.safetensors"
-FINAL_WEIGHTS = "final.safetensors"
+from res2net.engine.run_folder import BEST_WEIGHTS, FINAL_WEIGHTS, LAST  # noqa: F401
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from res2net.checks import check_number
-from res2net.models.res2net import Res2NetConfig
+from res2net.models.config import Res2NetConfig
 
 
 class ConfigError(ValueError):

@@ -44,6 +44,7 @@ from res2net.engine.config import ArchConfig, Config, ConfigError, ModelConfig, 
 from res2net.engine.distill import freeze
 from res2net.engine.evaluate import evaluate
 from res2net.engine.report import MetricsLog, progress_bar
+from res2net.engine.run_folder import FinishedRun, write_finished
 
 
 class NonFiniteLossError(RuntimeError):
@@ -456,7 +457,7 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
         raise UntrainedError(
             f"no training step ran (schedule.epochs={cfg.schedule.epochs}); nothing exported"
         )
-    final = _finish(run, train_set.classes)
+    final = _finish(run, pos, train_set.classes)
     return TrainResult(out, final, log.history, pos.best_top1, pos.global_step, model)
 
 
@@ -564,8 +565,9 @@ def _validate(
     return {f"val_{k}": v for k, v in metrics.items() if k != "images"}
 
 
-def _finish(run: _Run, classes: list[str] | None) -> Path | None:
-    """Export the final weights and plot the curves (rank 0); wait for every rank."""
+def _finish(run: _Run, pos: ckpt.Progress, classes: list[str] | None) -> Path | None:
+    """Export the final weights, plot the curves and record the run as finished (rank 0);
+    wait for every rank."""
     final = None
     if not _all_finite(run.parts.averaged):
         raise UntrainedError(
@@ -578,6 +580,9 @@ def _finish(run: _Run, classes: list[str] | None) -> Path | None:
         if run.cfg.output.plot:
             run.log.plot()
     run.log.close()
+    if final is not None:  # a later --resume finds the run done without torch (run_folder)
+        done = FinishedRun(run.out, final, run.log.history, pos.best_top1, pos.global_step)
+        write_finished(done, config_to_dict(run.cfg))
     if run.ctx.world > 1:
         dist.barrier()
     return final

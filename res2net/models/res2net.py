@@ -183,6 +183,11 @@ class Res2Net(nn.Module):
 
     def _init_weights(self) -> None:
         # Kaiming normal (fan_out) for convs, as torchvision / timm; BN to identity.
+        if next(self.parameters()).is_meta:
+            # A shape-only network (the meta device) has no values to set, and drawing them
+            # there runs torch's reference kernels, whose first use imports torch._dynamo:
+            # seconds of start-up for every file checked before it is loaded.
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
