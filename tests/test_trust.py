@@ -110,8 +110,11 @@ def test_card_cannot_write_outside_the_cache(host, cache, tmp_path, capsys):
         tmp_path / "deep" / "er",
         {**CARD, "model": "../../../x/TRAVERSED", "weights": {"url": evil_url}},
     )
-    err = _one_line_exit_2(["predict", str(IMAGE), "--model", str(model), "--pretrained"], capsys)
-    assert "not a model name" in err and "ex.onnx.json" in err
+    # The attack as reported, and the export alone (whose card is then read): both refused.
+    for extra in (["--pretrained"], []):
+        argv = ["predict", str(IMAGE), "--model", str(model), *extra]
+        err = _one_line_exit_2(argv, capsys)
+        assert extra or ("not a model name" in err and "ex.onnx.json" in err)
     assert list(target.iterdir()) == [] and not host.hits
 
 

@@ -13,7 +13,7 @@ import argparse
 # flag dest -> key of paddleclas_eval_settings / paddleclas_predict_settings
 _EVAL_FLAGS = {
     "model": "name", "weights": "weights", "pretrained": "pretrained", "data": "data",
-    "list_file": "list_file", "batch_size": "batch_size", "workers": "num_workers",
+    "list_file": "list_file", "batch_size": "batch_size", "num_workers": "num_workers",
     "device": "device",
 }  # fmt: skip
 _PREDICT_FLAGS = {
