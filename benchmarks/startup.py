@@ -171,8 +171,10 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        files = prepare(tmp)
+        # Watched from before the preparation (an export, a training file): its own load
+        # would otherwise read as somebody else's in the "before" sample.
         with LoadWatch() as load:
+            files = prepare(tmp)
             results = []
             for case in cases(files, tmp):
                 results.append((case, *measure(case, args.runs, tmp)))
