@@ -18,6 +18,7 @@ A small digits model is trained and exported first (not timed). Where this check
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import statistics
 import subprocess
@@ -145,9 +146,11 @@ def _row(case: Case, times: list[float], error: str | None) -> str:
 def section(results: list[tuple[Case, list[float], str | None]], runs: int) -> str:
     """The Markdown section: one row per front end, then Ray's start-up overhead."""
     lines = [
-        "`benchmarks/startup.py`: time to first prediction, each front end a fresh "
-        f"`python -m res2net` process timed to its exit (wall seconds, median of {runs} runs "
-        "after one untimed run). Budgets from issue 26, on 2 quiet cores. "
+        "## Start-up: time to first prediction (CPU)",
+        "",
+        f"Measured {datetime.date.today()} by `python benchmarks/startup.py`: each front end a "
+        f"fresh `python -m res2net` process timed to its exit (wall seconds, median of {runs} "
+        "runs after one untimed run). Budgets from issue 26, on 2 quiet cores. "
         f"CPU: {cpu_name()}, {os.cpu_count()} cores.",
         "",
         "| Front end | Median (s) | Range (s) | Budget | Verdict |",

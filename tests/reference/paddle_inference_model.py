@@ -15,25 +15,15 @@ import sys
 # Must be set before paddle is imported: it chooses the program format jit.save writes.
 os.environ["FLAGS_enable_pir_api"] = "0" if sys.argv[5] == "pdmodel" else "1"  # noqa: SIM112
 
-import importlib  # noqa: E402
-
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 from paddle import inference  # noqa: E402
-
-MODULES = {
-    "Res2Net50_26w_4s": "res2net",
-    "Res2Net50_14w_8s": "res2net",
-    "Res2Net50_vd_26w_4s": "res2net_vd",
-    "Res2Net101_vd_26w_4s": "res2net_vd",
-    "Res2Net200_vd_26w_4s": "res2net_vd",
-}
+from paddleclas_networks import network_class  # noqa: E402
 
 
 def export(name: str, weights: str, prefix: str) -> str:
     state = paddle.load(weights)
-    module = importlib.import_module("paddleclas.ppcls.arch.backbone.model_zoo." + MODULES[name])
-    model = getattr(module, name)(class_num=state["out.weight"].shape[1])
+    model = network_class(name)(class_num=state["out.weight"].shape[1])
     missing, unexpected = model.set_state_dict(state)
     assert not missing and not unexpected, (missing, unexpected)
     model.eval()

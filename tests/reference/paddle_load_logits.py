@@ -7,26 +7,17 @@ set_state_dict reports a missing or unexpected key (Paddle only warns about thos
 loaded array's shape or dtype differs from the network's parameter.
 """
 
-import importlib
 import sys
 
 import numpy as np
 import paddle
-
-MODULES = {
-    "Res2Net50_26w_4s": "res2net",
-    "Res2Net50_14w_8s": "res2net",
-    "Res2Net50_vd_26w_4s": "res2net_vd",
-    "Res2Net101_vd_26w_4s": "res2net_vd",
-    "Res2Net200_vd_26w_4s": "res2net_vd",
-}
+from paddleclas_networks import network_class
 
 
 def main() -> None:
     name, weights, inputs, out = sys.argv[1:5]
     state = paddle.load(weights)
-    module = importlib.import_module("paddleclas.ppcls.arch.backbone.model_zoo." + MODULES[name])
-    model = getattr(module, name)(class_num=state["out.weight"].shape[1])
+    model = network_class(name)(class_num=state["out.weight"].shape[1])
     expected = model.state_dict()
     for key, value in state.items():
         assert key in expected, f"unexpected key {key}"

@@ -10,25 +10,16 @@ pass over the inputs (momentum 0) sets its running statistics to the inputs' own
 """
 
 import argparse
-import importlib
 import os
 
 import numpy as np
 import paddle
+from paddleclas_networks import network_class
 
 # BatchNorm randomization: gamma range, beta std, gamma range of residual-branch ends.
 GAMMA_LO, GAMMA_HI, BETA_STD, RESID_LO, RESID_HI = (
     float(v) for v in os.environ.get("REF_BN", "0.5,1.5,0.3,0.2,0.6").split(",")
 )
-
-MODULES = {
-    "Res2Net50_26w_4s": "res2net",
-    "Res2Net50_14w_8s": "res2net",
-    "Res2Net50_vd_26w_4s": "res2net_vd",
-    "Res2Net101_vd_26w_4s": "res2net_vd",
-    "Res2Net200_vd_26w_4s": "res2net_vd",
-}
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -39,10 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     paddle.seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    module = importlib.import_module(
-        "paddleclas.ppcls.arch.backbone.model_zoo." + MODULES[args.model]
-    )
-    model = getattr(module, args.model)()
+    model = network_class(args.model)()
     named = [(n, m) for n, m in model.named_sublayers() if isinstance(m, paddle.nn.BatchNorm)]
     bns = [m for _, m in named]
     for name, bn in named:

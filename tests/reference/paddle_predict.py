@@ -7,7 +7,6 @@ softmax that PaddleClas's export appends, and its Topk post-processing (top 5, w
 ImageNet label list PaddleClas ships). Writes a JSON list of Topk's result dicts.
 """
 
-import importlib
 import json
 import os
 import sys
@@ -17,14 +16,8 @@ import paddle
 import paddleclas
 from paddle_preprocess import paddle_ops, paddle_read
 from paddleclas.deploy.python.postprocess import Topk
+from paddleclas_networks import network_class
 
-MODULES = {
-    "Res2Net50_26w_4s": "res2net",
-    "Res2Net50_14w_8s": "res2net",
-    "Res2Net50_vd_26w_4s": "res2net_vd",
-    "Res2Net101_vd_26w_4s": "res2net_vd",
-    "Res2Net200_vd_26w_4s": "res2net_vd",
-}
 LABELS = os.path.join(
     os.path.dirname(paddleclas.__file__), "ppcls", "utils", "imagenet1k_label_list.txt"
 )
@@ -32,8 +25,7 @@ LABELS = os.path.join(
 
 def main() -> None:
     name, weights, out, paths = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-    module = importlib.import_module("paddleclas.ppcls.arch.backbone.model_zoo." + MODULES[name])
-    model = getattr(module, name)()
+    model = network_class(name)()
     model.set_state_dict(paddle.load(weights))
     model.eval()
     ops = paddle_ops()
