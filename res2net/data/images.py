@@ -17,9 +17,10 @@ regular files under a size cap.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import NamedTuple
@@ -113,21 +114,33 @@ def read_header(data: bytes, name: str = "<bytes>") -> ImageHeader:
 
     :raises ImageDecodeError: not an image format Pillow or OpenCV knows, or a corrupt header.
     """
+    with _pillow_errors(name, data, _header_failure), Image.open(BytesIO(data)) as image:
+        rotated = "exif" in image.info and _orientation(image) not in (0, 1)
+        return ImageHeader(image.width, image.height, image.mode, image.format, rotated)
+
+
+def _header_failure(reason: str) -> str:
+    return f"corrupt image header ({reason})"
+
+
+@contextlib.contextmanager
+def _pillow_errors(name: str, data: bytes, other: Callable[[str], str]) -> Iterator[None]:
+    """Pillow's failures on ``data`` as :class:`ImageDecodeError` naming ``name``; ``other``
+    words any other failure from its reason (a header parser's or decoder's OSError,
+    SyntaxError, struct.error, EOFError, ValueError ...). Our own budget replaces Pillow's
+    decompression-bomb warning; its hard error is still reported."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(BytesIO(data)) as image:
-                rotated = "exif" in image.info and _orientation(image) not in (0, 1)
-                return ImageHeader(image.width, image.height, image.mode, image.format, rotated)
+            yield
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(
             f"{name}: not an image (no known image format; {len(data)} bytes)"
         ) from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"{name}: over Pillow's pixel limit ({exc})") from None
-    except Exception as exc:  # a header parser's OSError, SyntaxError, struct.error ...
-        reason = str(exc) or type(exc).__name__
-        raise ImageDecodeError(f"{name}: corrupt image header ({reason})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of crafted data is the data's
+        raise ImageDecodeError(f"{name}: {other(str(exc) or type(exc).__name__)}") from None
 
 
 def _orientation(image: Image.Image) -> int:
@@ -287,23 +300,15 @@ def _opencv_decode(data: bytes, name: str) -> np.ndarray:
 
 
 def _pillow_decode(data: bytes, name: str) -> Image.Image:
-    try:
-        with warnings.catch_warnings():
-            # Our own budget replaces Pillow's warning; its hard error is still reported below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(BytesIO(data))
-            image.load()
-    except Image.UnidentifiedImageError:
-        raise ImageDecodeError(
-            f"{name}: not an image (no known image format; {len(data)} bytes)"
-        ) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"{name}: over Pillow's pixel limit ({exc})") from None
-    except Exception as exc:  # decoders raise OSError, SyntaxError, EOFError, ValueError ...
-        reason = str(exc) or type(exc).__name__
-        kind = "truncated" if "truncated" in reason.lower() else "corrupt"
-        raise ImageDecodeError(f"{name}: {kind} image data ({reason})") from None
+    with _pillow_errors(name, data, _image_data_failure):
+        image = Image.open(BytesIO(data))
+        image.load()
     return _to_rgb(image)
+
+
+def _image_data_failure(reason: str) -> str:
+    kind = "truncated" if "truncated" in reason.lower() else "corrupt"
+    return f"{kind} image data ({reason})"
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
