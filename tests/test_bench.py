@@ -226,6 +226,9 @@ def test_sections_record_their_machine_in_the_generated_header(tmp_path):
     assert "- `b`: Card X, 2026-11-29" in text and f"- `old`: {UNRECORDED}" in text
     assert f"({cpu_isa()})" in text.split("- `a`: ")[1].splitlines()[0]
     assert text.count("A figures") == 1 and text.count("<!-- header:begin -->") == 1
+    path.write_text(text.replace("<!-- old:begin -->\nold figures\n<!-- old:end -->\n", ""))
+    write_section(path, "a", "A figures, third run")  # a removed section's machine goes too
+    assert "- `old`:" not in path.read_text() and "- `b`: Card X" in path.read_text()
     flags = tmp_path / "cpuinfo"
     flags.write_text("flags\t: fpu avx2 avx512f avx512_vnni amx_tile\n")
     assert cpu_isa(flags) == "AVX-512 + VNNI + AMX"

@@ -44,11 +44,13 @@ def write_section(
     path = Path(path)
     old = path.read_text() if path.exists() else ""
     new = _replace_block(old, name, text)
-    machines = dict(_MACHINE_LINE.findall(_block(new, "machines") or ""))
-    machines[name] = machine or machine_line()
-    for section in re.findall(r"<!-- ([\w-]+):begin -->", new):
-        if section not in ("header", "machines"):
-            machines.setdefault(section, UNRECORDED)
+    recorded = dict(_MACHINE_LINE.findall(_block(new, "machines") or ""))
+    recorded[name] = machine or machine_line()
+    machines = {  # only sections still in the file: a removed section's machine goes too
+        section: recorded.get(section, UNRECORDED)
+        for section in re.findall(r"<!-- ([\w-]+):begin -->", new)
+        if section not in ("header", "machines")
+    }
     listing = "\n".join(f"- `{key}`: {value}" for key, value in sorted(machines.items()))
     new = _replace_block(new, "machines", "Machines, per section:\n\n" + listing, first=True)
     new = _replace_block(new, "header", HEADER, first=True)
