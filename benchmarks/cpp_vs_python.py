@@ -22,7 +22,7 @@ AVX512-BF16). Both load the OpenVINO runtime and its libtbb from the same ``open
 (scripts/build_cpp.sh links the C++ program against it). Each figure is the median over
 rounds (best in brackets), each round's latency itself a median after warm-up.
 
-    .venv/bin/python benchmarks/cpp_vs_python.py                      # full run (~7 min, 2 cores)
+    .venv/bin/python benchmarks/cpp_vs_python.py                      # full run (~5 min, 2 cores)
     .venv/bin/python benchmarks/cpp_vs_python.py --short --dry-run    # check, print only
 """
 
@@ -92,8 +92,11 @@ def cpp_round(model: Path, photos: Path, args) -> dict:
     ]  # fmt: skip
     out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     return {
-        row["batch"]: {"latency_ms": row["median_ms"], "images_per_s": row["images_per_s"],
-                       "runs": row["inference_precision"]}  # fmt: skip
+        row["batch"]: {
+            "latency_ms": row["median_ms"],
+            "images_per_s": row["images_per_s"],
+            "runs": row["inference_precision"],
+        }  # fmt: skip
         for row in out["rows"]
     }
 
