@@ -8,7 +8,12 @@ library logs (real errors included) still reaches the user. Installed on ``impor
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
 
 # logger name -> fragments of messages to drop
 KNOWN_NOISE: dict[str, tuple[str, ...]] = {
@@ -39,3 +44,58 @@ def quiet_known_noise() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropKnown) for f in logger.filters):
             logger.addFilter(_DropKnown(fragments))
+
+
+# Lines that native code writes straight to the stderr file, with no Python logger to filter:
+# dropped by :func:`drop_native_lines` around the call that triggers them.
+# Ray's core worker (ray 2.60, src/ray/core_worker/core_worker.cc, CreateActor) logs this
+# once per process when an actor with max_restarts != 0 gets constructor arguments through
+# the object store. Ray Data always passes its map transformer that way and sets
+# max_restarts=-1 (so a dead actor's blocks are retried, which batch prediction relies on):
+# every actor pool prints it, whatever our options, and nothing can be lost here.
+RAY_ACTOR_NOISE = ("has constructor arguments in the object store and max_restarts > 0",)
+
+
+@contextlib.contextmanager
+def drop_native_lines(fragments: tuple[str, ...]) -> Iterator[None]:
+    """Within the block, lines written to the stderr file descriptor (by any thread, native
+    code included) that contain one of ``fragments`` are dropped; the rest pass through
+    unchanged (a partial line at once, unless it starts like a native log line, ``[``)."""
+    sys.stderr.flush()
+    try:
+        saved, (read_end, write_end) = os.dup(2), os.pipe()
+    except OSError:  # no stderr file to filter
+        yield
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forward = threading.Thread(
+        target=_forward_lines, args=(read_end, saved, fragments), daemon=True
+    )
+    forward.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the last write end: the thread reads to the end and stops
+        forward.join()
+        os.close(saved)
+
+
+def _forward_lines(read_end: int, target: int, fragments: tuple[str, ...]) -> None:
+    pending = b""
+    needles = [f.encode() for f in fragments]
+    with os.fdopen(read_end, "rb", buffering=0) as source:
+        while chunk := source.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            out = b"".join(line + b"\n" for line in lines if not any(n in line for n in needles))
+            if pending and not pending.startswith(b"["):  # a progress bar's line: show it now
+                out, pending = out + pending, b""
+            _write_all(target, out)
+    if not any(n in pending for n in needles):
+        _write_all(target, pending)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]

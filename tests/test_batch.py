@@ -184,6 +184,24 @@ def test_ray_refuses_a_pool_that_starves_decoding(local_ray, tiny_weights, photo
         )
 
 
+def test_an_actor_runs_its_model_on_the_cpus_it_reserves(monkeypatch):
+    """An actor's exported model (OpenVINO, ONNX Runtime) gets the actor's threads, not every
+    core: before, two actors on two cores compiled two threads each."""
+    from res2net.batch.ray_jobs import _set_threads
+    from res2net.deploy.runtimes import openvino_config
+
+    monkeypatch.setenv("RES2NET_THREADS", "7")  # restored afterwards; the actor overrides it
+    threads = torch.get_num_threads()
+    try:
+        _set_threads(0.5)
+        assert torch.get_num_threads() == 1
+        assert openvino_config()["INFERENCE_NUM_THREADS"] == 1
+        _set_threads(2.0)
+        assert openvino_config()["INFERENCE_NUM_THREADS"] == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _actor_pids() -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():

@@ -316,6 +316,33 @@ def test_bf16_runs_or_is_refused_by_name(cpp, digits_model):
         assert proc.returncode == 2 and "bf16" in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_an_export_runs_at_the_precision_python_runs_it(cpp, digits_model, tmp_path, precision):
+    """Without --precision the C++ program compiles a file at the precision its metadata
+    records, as Python's Predictor does: read back from both compiled models (before, a bf16
+    export ran in f32 in C++ and in bf16 in Python)."""
+    from res2net.deploy.export import export_model
+    from res2net.deploy.predictor import Predictor
+    from res2net.deploy.runtimes import openvino_runs_bf16
+    from res2net.engine.evaluate import model_from_weights
+
+    model, meta = model_from_weights(digits_model[0])
+    export = export_model(model, tmp_path / "digits", fmt="openvino", preprocess=meta.preprocess,
+                          labels=meta.labels, precision=precision)  # fmt: skip
+    proc = run_cpp(cpp, "bench", "--model", export, "--batch-sizes", "2", "--warmup", "0",
+                   "--iters", "1", "--json")  # fmt: skip
+    if precision == "bf16" and not openvino_runs_bf16():
+        assert proc.returncode == 2 and "bf16" in proc.stderr, proc.stderr
+        with pytest.raises(ValueError, match="bf16"):
+            Predictor(export)
+        return
+    assert proc.returncode == 0, proc.stderr
+    python = Predictor(export, num_workers=0).runtime.inference_precisions()
+    row = json.loads(proc.stdout)["rows"][0]
+    assert {row["inference_precision"]} == python == {"f32" if precision == "fp32" else "bf16"}
+    assert row["precision"] == precision
+
+
 def test_usage(cpp):
     help_text = run_cpp(cpp, "--help")
     assert help_text.returncode == 0 and "predict --model FILE" in help_text.stdout

@@ -93,7 +93,10 @@ Predictor::Predictor(const std::string& model_path, const Options& options)
                      "' (PIL's antialiased resize) is not implemented in res2net-cpp; use the "
                      "Python predictor for this model");
   }
-  const ov::element::Type precision = inference_type(s.core, options);
+  if (s.options.precision.empty()) {
+    s.options.precision = s.info.precision == "bf16" ? "bf16" : "fp32";
+  }
+  const ov::element::Type precision = inference_type(s.core, s.options);
   ov::AnyMap config{ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY),
                     ov::hint::inference_precision(precision)};
   if (const int threads = cpu_threads(options.threads); threads > 0) {
@@ -113,6 +116,8 @@ Predictor::Predictor(Predictor&&) noexcept = default;
 Predictor& Predictor::operator=(Predictor&&) noexcept = default;
 
 const ModelInfo& Predictor::info() const { return impl_->info; }
+
+const Options& Predictor::options() const { return impl_->options; }
 
 std::string Predictor::inference_precision() const {
   return impl_->compiled.get_property(ov::hint::inference_precision).get_type_name();

@@ -69,12 +69,13 @@ int run_bench(const std::vector<std::string>& images, const std::string& model,
   if (!images.empty() && files.empty()) throw std::invalid_argument("--images: no image files");
   json rows = json::array();
   double peak = 0;
-  std::string name;
+  std::string name, precision;
   for (int batch : sizes) {
     res2net::Options opts = options;
     opts.batch_size = batch;
     res2net::Predictor predictor(model, opts);
     name = predictor.info().name.empty() ? model : predictor.info().name;
+    precision = predictor.options().precision;
     const std::size_t side = predictor.info().preprocess.crop;
     std::vector<float> input(batch * 3 * side * side);
     std::mt19937 rng(0);
@@ -90,7 +91,7 @@ int run_bench(const std::vector<std::string>& images, const std::string& model,
     json row{{"batch", batch},
              {"median_ms", median(times)},
              {"best_ms", *std::min_element(times.begin(), times.end())},
-             {"precision", options.precision},
+             {"precision", precision},
              {"inference_precision", predictor.inference_precision()}};
     if (!files.empty()) {
       predictor.predict(files);  // warm-up: file cache, allocations
@@ -117,7 +118,7 @@ int run_bench(const std::vector<std::string>& images, const std::string& model,
     cells += " |";
   }
   std::cout << head << " Peak RSS (MiB) |\n" << rule << "---|\n"
-            << "| " << name << " | openvino (C++) | " << options.precision << " |" << cells
+            << "| " << name << " | openvino (C++) | " << precision << " |" << cells
             << " " << static_cast<int>(peak + 0.5) << " |\n";
   return 0;
 }

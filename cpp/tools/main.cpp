@@ -41,7 +41,8 @@ const char* kUsage =
     "\n"
     "options:\n"
     "  -h, --help     show this help\n"
-    "  --version      show the version\n";
+    "  --version      show the version\n"
+    "  --precision    default: the export's (bf16 for a bf16 export, else fp32)\n";
 
 // A command line that cannot be run: printed as "res2net-cpp CMD: error: ...", exit 2.
 struct UsageError : std::runtime_error {
@@ -117,8 +118,8 @@ Args parse(int argc, char** argv) {
 
 res2net::Options options_from(const Args& args) {
   res2net::Options options;
-  options.precision = args.get("precision", "fp32");
-  if (options.precision != "fp32" && options.precision != "bf16") {
+  options.precision = args.get("precision", "");  // "": the export's own
+  if (!options.precision.empty() && options.precision != "fp32" && options.precision != "bf16") {
     throw UsageError("argument --precision: invalid choice: '" + options.precision +
                      "' (choose from 'fp32', 'bf16')");
   }

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from res2net.data.preprocess import Preprocess
+from res2net.noise import RAY_ACTOR_NOISE, drop_native_lines
 
 # CPUs Ray reserves per decode task: decoding is one thread, so it reserves what it uses.
 DECODE_CPUS = 1.0
@@ -87,9 +88,15 @@ def _decode_for_predict(batch: dict[str, np.ndarray], cfg: Preprocess, max_pixel
 
 
 def _set_threads(cpus: float) -> None:
+    """Run the actor's model on the CPUs Ray reserved for it (at least one thread): PyTorch's
+    threads, and ``RES2NET_THREADS``, which the OpenVINO and ONNX Runtime engines read
+    (:func:`res2net.deploy.runtimes.cpu_threads`). Without it each actor's exported model took
+    every core of the machine, so two actors on two cores ran four model threads."""
     import torch
 
-    torch.set_num_threads(max(1, round(cpus)))
+    threads = max(1, round(cpus))
+    torch.set_num_threads(threads)
+    os.environ["RES2NET_THREADS"] = str(threads)
 
 
 class _PredictAndWrite:
@@ -190,31 +197,42 @@ def ray_predict(
     try:
         pool = _actor_pool(options["device"], num_actors, cpus_per_actor)
         _show_progress(progress)
-        summary = (
-            _items(sources, rows_per_part)
-            .map_batches(
-                _decode_for_predict,
-                batch_size=rows_per_part,
-                num_cpus=DECODE_CPUS,
-                fn_kwargs={"cfg": cfg, "max_pixels": options["max_pixels"]},
+        with drop_native_lines(RAY_ACTOR_NOISE):
+            summary = _predict_pipeline(
+                sources, folder, fmt, options, cfg, rows_per_part, cpus_per_actor, pool
             )
-            .map_batches(
-                _PredictAndWrite,
-                batch_size=rows_per_part,
-                fn_constructor_kwargs={
-                    "options": options,
-                    "folder": os.fspath(folder),
-                    "fmt": fmt,
-                    "cpus": cpus_per_actor,
-                },
-                **pool,
-            )
-            .to_pandas()
-        )
     finally:
         if started:
             ray.shutdown()
     return int(summary["rows"].sum()), int(summary["failed"].sum())
+
+
+def _predict_pipeline(
+    sources: list[str], folder: os.PathLike, fmt: str, options: dict[str, Any],
+    cfg: Preprocess, rows_per_part: int, cpus_per_actor: float, pool: dict[str, Any],
+) -> Any:  # fmt: skip
+    """Run the two stages (decode tasks, model actors): a pandas frame of the parts written."""
+    return (
+        _items(sources, rows_per_part)
+        .map_batches(
+            _decode_for_predict,
+            batch_size=rows_per_part,
+            num_cpus=DECODE_CPUS,
+            fn_kwargs={"cfg": cfg, "max_pixels": options["max_pixels"]},
+        )
+        .map_batches(
+            _PredictAndWrite,
+            batch_size=rows_per_part,
+            fn_constructor_kwargs={
+                "options": options,
+                "folder": os.fspath(folder),
+                "fmt": fmt,
+                "cpus": cpus_per_actor,
+            },
+            **pool,
+        )
+        .to_pandas()
+    )
 
 
 def _decode_for_eval(batch: dict[str, np.ndarray], cfg: Preprocess) -> dict:
@@ -323,29 +341,30 @@ def evaluate_on_ray(
     try:
         pool = _actor_pool(device, num_actors, cpus_per_actor)
         _show_progress(progress)
-        sums = (
-            _items(rows, rows_per_block, ("source", "label"))
-            .map_batches(
-                _decode_for_eval,
-                batch_size=rows_per_block,
-                num_cpus=DECODE_CPUS,
-                fn_kwargs={"cfg": cfg},
+        with drop_native_lines(RAY_ACTOR_NOISE):
+            sums = (
+                _items(rows, rows_per_block, ("source", "label"))
+                .map_batches(
+                    _decode_for_eval,
+                    batch_size=rows_per_block,
+                    num_cpus=DECODE_CPUS,
+                    fn_kwargs={"cfg": cfg},
+                )
+                .map_batches(
+                    _Evaluate,
+                    batch_size=rows_per_block,
+                    fn_constructor_kwargs={
+                        "name": name,
+                        "weights": weights,
+                        "pretrained": pretrained,
+                        "device": device,
+                        "cpus": cpus_per_actor,
+                    },
+                    **pool,
+                )
+                .to_pandas()
+                .sum()
             )
-            .map_batches(
-                _Evaluate,
-                batch_size=rows_per_block,
-                fn_constructor_kwargs={
-                    "name": name,
-                    "weights": weights,
-                    "pretrained": pretrained,
-                    "device": device,
-                    "cpus": cpus_per_actor,
-                },
-                **pool,
-            )
-            .to_pandas()
-            .sum()
-        )
     finally:
         if started:
             ray.shutdown()

@@ -51,7 +51,7 @@ struct ModelInfo {
   std::string path;       // the model file (.xml or .onnx)
   std::string name;       // registered name, "" for a `res2net train` export
   std::string format;     // "openvino" or "onnx"
-  std::string precision;  // "fp32" or "int8": how it was exported
+  std::string precision;  // "fp32", "bf16" or "int8": how it was exported
   std::string output;     // "logits" or "probabilities" (exported with --softmax)
   int num_classes = 0;
   Preprocess preprocess;
@@ -69,7 +69,10 @@ struct Prediction {
 };
 
 struct Options {
-  std::string precision = "fp32";  // "fp32", or "bf16" where the CPU has bf16 instructions
+  // "fp32", or "bf16" where the CPU has bf16 instructions; "": the export's own (its
+  // metadata's "bf16", else fp32; INT8 files run their other operations in fp32), as
+  // Python's Predictor runs a file.
+  std::string precision;
   std::string device = "CPU";      // an OpenVINO device name
   int topk = 5;
   int batch_size = 8;
@@ -112,6 +115,8 @@ class Predictor {
   std::vector<float> infer(const std::vector<float>& batch, std::size_t n);
 
   const ModelInfo& info() const;
+  // The options in force: `precision` resolved ("fp32" or "bf16"), `topk` capped.
+  const Options& options() const;
   // The precision the compiled model computes in ("f32", "bf16", ...), as OpenVINO reports.
   std::string inference_precision() const;
 
