@@ -73,12 +73,17 @@ def test_openvino_streams_follow_openvino_and_flags_win(exports):  # noqa: F811
     try:
         plan = httpx.get(f"{running.url}/v2/models/{service.name}").json()["parameters"]
         stats = httpx.get(f"{running.url}/v1/stats").json()
+        metrics = httpx.get(f"{running.url}/metrics").text
     finally:
         running.stop()
-    assert plan["serving_plan"] == stats["plan"] == {
+    expected = {
         "engine": "openvino", "max_batch_size": STREAMED_MAX_BATCH, "workers": optimal,
         "streamed": True, "chosen_by": "default rule",
     }  # fmt: skip
+    assert plan["serving_plan"] == stats["plan"] == expected
+    exposed = [s.labels for f in text_string_to_metric_families(metrics) for s in f.samples
+               if s.name == "res2net_serving_plan" and s.value == 1]  # fmt: skip
+    assert exposed == [{k: str(v) for k, v in expected.items()}]
     assert isinstance(service.predictor.runtime, StreamedOpenVino)
     assert service.predictor.runtime.streams == optimal
 

@@ -140,6 +140,12 @@ class ServerMetrics:
         if kind is not None:
             self.windows[kind].add(seconds)
 
+    def report_plan(self, plan: dict[str, object]) -> None:
+        """Expose the serving plan as ``res2net_serving_plan{engine=..., ...} 1``."""
+        gauge = Gauge("res2net_serving_plan", "The serving plan the server chose (value 1)",
+                      list(plan), registry=self.registry)  # fmt: skip
+        gauge.labels(*(str(v) for v in plan.values())).set(1)
+
     def latency_summary(self) -> dict[str, dict[str, float | int | None]]:
         """Each inference kind's request count and latency p50/p99 (:class:`LatencyWindow`)."""
         return {kind: window.summary() for kind, window in self.windows.items()}

@@ -198,6 +198,7 @@ class ModelService:
         self.metrics = metrics or ServerMetrics()
         self.ready = False
         self.plan = plan or choose_plan(engine, config.max_batch_size, config.workers, None)
+        self.metrics.report_plan(self.plan.to_dict())
         self.batcher = DynamicBatcher(
             predictor.predict_batch,
             max_batch_size=self.plan.max_batch_size,
