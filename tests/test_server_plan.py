@@ -103,6 +103,20 @@ def test_openvino_streams_follow_openvino_and_flags_win(exports):  # noqa: F811
     assert compiled_streams == min(3, cpu_threads())
 
 
+def test_several_workers_on_one_openvino_request_are_refused(tiny):  # noqa: F811
+    """OpenVINO built from weights has one infer request: workers=2 is refused by name
+    (it used to fail every other call at run time with "Infer Request is busy")."""
+    from res2net.deploy.server import ServeConfig, build_service
+
+    config = ServeConfig(port=0, grpc_port=None, workers=2)
+    with pytest.raises(ValueError, match="^workers=2: .*serve an exported file"):
+        build_service(None, str(tiny["path"]), engine="openvino", config=config)
+    service = build_service(None, str(tiny["path"]), engine="openvino",
+                            config=ServeConfig(port=0, grpc_port=None))  # fmt: skip
+    assert (service.plan.workers, service.plan.streamed) == (1, False)
+    service.close()
+
+
 def test_cli_leaves_the_plan_to_the_rule_unless_given():
     """`res2net serve` without --max-batch-size/--workers passes None (the rule); with
     them, their values."""

@@ -70,6 +70,13 @@ def build_service(
         predictor.runtime = streamed
     plan = choose_plan(engine_name, config.max_batch_size, config.workers,
                        None if streamed is None else streamed.streams)  # fmt: skip
+    if engine_name == "openvino" and streamed is None and plan.workers > 1:
+        # Its one infer request would be asked to run twice at once ("Infer Request is busy").
+        raise ValueError(
+            f"workers={plan.workers}: OpenVINO on a network built from weights runs one call "
+            "at a time; serve an exported file (res2net export), which runs in streams, or "
+            "leave workers at 1"
+        )
     return ModelService(predictor, config, engine=engine_name, plan=plan)
 
 
