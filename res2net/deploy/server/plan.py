@@ -9,15 +9,16 @@ own, with the cores divided between the sessions.
 
 The default is a rule, from measurement rather than a probe at start-up (docs/serving.md
 gives the figures and how to re-measure). On the 2-core AMD EPYC this project runs on, two
-streams at batch 1-4 gave 1.2-1.4x the images/s of one call at a time on all the cores at
-any batch size: OpenVINO FP32 and INT8 IR and ONNX Runtime alike; past batch 4 the batch
-size changed less than the noise. So an exported file served by OpenVINO or ONNX Runtime
-on the CPU runs in streams (OpenVINO's own ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` for this
-CPU; for ONNX Runtime one per core, at most 4) at batches of up to 4. Every other case (a
-network built from weights, a PyTorch engine, a GPU) keeps today's single call at batches
-of up to 8. A start-up probe would add seconds to every start to rediscover the rule, and
-on a shared machine its verdict would be the noise's. An explicit ``max_batch_size`` or
-``workers`` (``--max-batch-size``, ``--workers``) always wins over the rule.
+streams at batch 1-4 gave 1.07-1.4x the images/s of one call at a time on all the cores at
+its best batch size, in every run: OpenVINO FP32 and INT8 IR and ONNX Runtime alike; past
+batch 4 the batch size changed less than the noise. So an exported file served by
+OpenVINO or ONNX Runtime on the CPU runs in streams (OpenVINO's own
+``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` for this CPU; for ONNX Runtime one per core, at most
+4) at batches of up to 4. Every other case (a network built from weights, a PyTorch
+engine, a GPU) keeps today's single call at batches of up to 8. A start-up probe would
+add seconds to every start to rediscover the rule, and on a shared machine its verdict
+would be the noise's. An explicit ``max_batch_size`` or ``workers`` (``--max-batch-size``,
+``--workers``) always wins over the rule.
 """
 
 from __future__ import annotations
