@@ -48,7 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="REST port (default 8000; 0: any)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0: any)")
     p.add_argument("--no-grpc", action="store_true", help="serve REST only")
-    p.add_argument("--max-batch-size", type=int, default=8, help="images per model call")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        help="images per model call (default: the serving plan's rule, 4 for an exported file "
+        "in OpenVINO or ONNX Runtime, else 8; see docs/serving.md)",
+    )
     p.add_argument(
         "--max-delay-ms", type=float, default=5.0, help="wait for a batch to fill (default 5)"
     )
@@ -56,7 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-queue", type=int, default=64, help="waiting requests before 503 (default 64)"
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="model calls run at once (default 1; per process)"
+        "--workers",
+        type=int,
+        help="model calls run at once, each on its own stream for an exported file in OpenVINO "
+        "or ONNX Runtime (default: the serving plan's rule, OpenVINO's optimal stream count "
+        "or one per core there, else 1; per process)",
     )
     p.add_argument("--timeout", type=float, default=60.0, help="per-request seconds (default 60)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="request body limit in MiB")

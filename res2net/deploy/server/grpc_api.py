@@ -164,7 +164,8 @@ def create_grpc_server(service: ModelService, host: str, port: int) -> tuple[grp
     config = service.config
     # Enough threads for every queued and running request; beyond that gRPC refuses calls
     # (RESOURCE_EXHAUSTED) rather than queueing them without bound.
-    threads = min(256, config.max_queue + config.max_batch_size * config.workers + 4)
+    plan = service.plan
+    threads = min(256, config.max_queue + plan.max_batch_size * plan.workers + 4)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="res2net-grpc"),
         maximum_concurrent_rpcs=threads,

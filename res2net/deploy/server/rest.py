@@ -29,7 +29,7 @@ from res2net.deploy.server.service import MODEL_VERSION, ModelService, ServeErro
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Reachable without the API key: load-balancer probes, the metrics scraper, the page itself
 # (its requests carry the key the user types in).
-OPEN_PATHS = {"/v2/health/live", "/v2/health/ready", "/metrics", "/"}
+OPEN_PATHS = {"/v2/health/live", "/v2/health/ready", "/metrics", "/v1/stats", "/"}
 
 
 # What a request body costs the server while it is read and parsed, per byte received
@@ -303,6 +303,10 @@ def _add_health_routes(app: FastAPI, service: ModelService) -> None:
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/stats")
+    async def stats() -> dict:
+        return service.stats()
 
 
 def _add_infer_routes(app: FastAPI, service: ModelService) -> None:

@@ -22,6 +22,7 @@ import uvicorn
 
 from res2net.deploy.server.grpc_api import create_grpc_server
 from res2net.deploy.server.http_protocol import with_header_timeout
+from res2net.deploy.server.plan import choose_plan, streamed_runtime
 from res2net.deploy.server.rest import create_app
 from res2net.deploy.server.service import ModelService, ServeConfig
 
@@ -48,6 +49,11 @@ def build_service(
         without ``model``, an exported model or a ``res2net train`` file.
     :param engine: a runtime name, or ``"auto"`` (see :class:`Predictor`).
     :param precision: as for :class:`Predictor` (``fp32``, ``bf16``; ``fp16`` on a GPU).
+
+    The engine runs as the serving plan says (:mod:`res2net.deploy.server.plan`): an
+    exported file in OpenVINO or ONNX Runtime is compiled again to run in streams, unless
+    ``config`` sets ``workers=1``; ``config``'s ``max_batch_size`` and ``workers`` win over
+    the rule.
     """
     from res2net.deploy.predictor import Predictor
 
@@ -56,7 +62,22 @@ def build_service(
         model, weights, engine=engine, device=device, topk=config.topk, labels=labels,
         precision=precision,
     )  # fmt: skip
-    return ModelService(predictor, config, engine=predictor.runtime.engine)
+    engine_name = predictor.runtime.engine
+    streamed = streamed_runtime(predictor, device, config.workers)
+    if streamed is not None:
+        # The metadata (e.g. softmax outputs) stays with the predictor's runtime.
+        streamed.metadata = getattr(predictor.runtime, "metadata", None)
+        predictor.runtime = streamed
+    plan = choose_plan(engine_name, config.max_batch_size, config.workers,
+                       None if streamed is None else streamed.streams)  # fmt: skip
+    if engine_name == "openvino" and streamed is None and plan.workers > 1:
+        # Its one infer request would be asked to run twice at once ("Infer Request is busy").
+        raise ValueError(
+            f"workers={plan.workers}: OpenVINO on a network built from weights runs one call "
+            "at a time; serve an exported file (res2net export), which runs in streams, or "
+            "leave workers at 1"
+        )
+    return ModelService(predictor, config, engine=engine_name, plan=plan)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -168,6 +189,7 @@ def serve(service: ModelService, log_level: str = "info") -> None:
     config = service.config
     grpc_text = f", gRPC on {config.host}:{running.grpc_port}" if running.grpc_port else ""
     log.warning("model %s, weights: %s", service.name, service.weights)
+    log.warning("%s", service.plan.describe())
     running.warm_up()
     log.warning("REST on http://%s:%d%s; ready", config.host, running.http_port, grpc_text)
     # uvicorn re-raises the exit signal once it has drained; with the default handlers that

@@ -23,6 +23,7 @@ from res2net.deploy.server.batcher import BatcherClosedError, DynamicBatcher, Qu
 from res2net.deploy.server.budget import ByteBudget
 from res2net.deploy.server.errors import ServeError
 from res2net.deploy.server.metrics import ServerMetrics
+from res2net.deploy.server.plan import ServingPlan, choose_plan
 
 INPUT_NAME = "input"
 OUTPUTS = ("logits", "probabilities")
@@ -39,10 +40,11 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     grpc_port: int | None = 8001
-    max_batch_size: int = 8
+    # None: the serving plan's rule for the engine (res2net.deploy.server.plan).
+    max_batch_size: int | None = None
     max_delay_ms: float = 5.0
     max_queue: int = 64
-    workers: int = 1
+    workers: int | None = None
     timeout_s: float = 60.0
     max_body_bytes: int = 64 * 2**20
     max_images_per_request: int = 64
@@ -66,6 +68,7 @@ class ServeConfig:
         ranges = {
             # name: (low, high, integer); low is exclusive for the float fields (> 0).
             "port": (0, 65535, True),
+            "grpc_port": (0, 65535, True),
             "max_batch_size": (1, 65536, True),
             "max_queue": (1, 2**20, True),
             "workers": (1, 1024, True),
@@ -81,8 +84,9 @@ class ServeConfig:
             "header_timeout_s": (0, 86_400, False),
             "body_timeout_s": (0, 86_400, False),
         }
-        if self.grpc_port is not None:
-            ranges["grpc_port"] = (0, 65535, True)
+        for name in ("grpc_port", "max_batch_size", "workers"):
+            if getattr(self, name) is None:  # optional: no port, or the plan's rule
+                del ranges[name]
         for name, (low, high, integer) in ranges.items():
             # Stored as checked: a whole 80.0 becomes the int port 80 a socket takes.
             value = check_number(name, getattr(self, name), low=low, high=high, integer=integer,
@@ -170,6 +174,8 @@ class ModelService:
 
     :param predictor: a :class:`res2net.deploy.predictor.Predictor`: its network, runtime,
         preprocessing (``preprocess``, ``preprocess_cfg``) and ``labels`` are used as they are.
+    :param plan: batch size and model calls in flight; default: ``config``'s, the rule's
+        (:func:`res2net.deploy.server.plan.choose_plan`) where ``config`` leaves them out.
     """
 
     def __init__(
@@ -179,6 +185,7 @@ class ModelService:
         *,
         engine: str = "eager",
         metrics: ServerMetrics | None = None,
+        plan: ServingPlan | None = None,
     ) -> None:
         self.predictor = predictor
         # One name per model (res2net.resolve): the card's, or its file's; also its aliases.
@@ -190,12 +197,14 @@ class ModelService:
         self.image_size = int(predictor.preprocess_cfg.crop)
         self.metrics = metrics or ServerMetrics()
         self.ready = False
+        self.plan = plan or choose_plan(engine, config.max_batch_size, config.workers, None)
+        self.metrics.report_plan(self.plan.to_dict())
         self.batcher = DynamicBatcher(
             predictor.predict_batch,
-            max_batch_size=config.max_batch_size,
+            max_batch_size=self.plan.max_batch_size,
             max_delay_s=config.max_delay_ms / 1000,
             max_queue=config.max_queue,
-            workers=config.workers,
+            workers=self.plan.workers,
             on_batch=self.metrics.observe_batch,
         )
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
@@ -237,18 +246,28 @@ class ModelService:
             "parameters": {
                 "weights": self.weights,
                 "engine": self.engine,
-                "max_batch_size": self.config.max_batch_size,
+                "max_batch_size": self.plan.max_batch_size,
+                "serving_plan": self.plan.to_dict(),
                 "preprocess": _describe_preprocess(self.predictor.preprocess_cfg),
             },
         }
 
+    def stats(self) -> dict[str, Any]:
+        """``GET /v1/stats``: the serving plan, and each inference kind's request count and
+        latency p50/p99 in the server (:mod:`res2net.deploy.server.metrics`)."""
+        return {"plan": self.plan.to_dict(), "latency": self.metrics.latency_summary()}
+
     def page_facts(self) -> dict[str, Any]:
         """What the upload page shows about the served model (besides its name)."""
         runtime = getattr(self.predictor, "runtime", None)
+        card = getattr(self.predictor, "card", None)
+        # The runtime's own precision (bf16 from weights), else the export's card (an INT8
+        # ONNX file in ONNX Runtime).
+        precision = getattr(runtime, "precision", None) or getattr(card, "precision", "fp32")
         return {
             "weights": self.weights,
             "engine": self.engine,
-            "precision": str(getattr(runtime, "precision", "fp32")),
+            "precision": str(precision),
             "preprocess": _describe_preprocess(self.predictor.preprocess_cfg),
             "random": getattr(self.predictor, "weights", None) in (None, False),
         }
