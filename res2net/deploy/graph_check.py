@@ -263,8 +263,13 @@ def _fix_ir_input(path: Path, model: Any, parameter: Any, side: int) -> None:
 
     declared = parameter.get_partial_shape()
     wanted = [3, side, side]
-    if declared.rank.is_dynamic or len(declared) != 4 or any(
-        d.is_static and d.get_length() != w for d, w in zip(list(declared)[1:], wanted, strict=True)
+    if (
+        declared.rank.is_dynamic
+        or len(declared) != 4
+        or any(
+            d.is_static and d.get_length() != w
+            for d, w in zip(list(declared)[1:], wanted, strict=True)
+        )
     ):
         raise ExportedModelError(
             f"{path}: input shape {declared} differs from its metadata's [N, 3, {side}, {side}]"

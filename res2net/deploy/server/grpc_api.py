@@ -152,7 +152,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response.raw_output_contents.append(np.ascontiguousarray(array, "<f4").tobytes())
         return response
 
-
     @contextmanager
     def _received(self, requests: Iterator, context: grpc.ServicerContext) -> Iterator:
         """The call's one message, received only once the largest message it could be is
