@@ -46,8 +46,8 @@ STATUS_TO_CODE = {
 # Probes stay reachable without the API key, as on REST.
 OPEN_METHODS = {"ServerLive", "ServerReady"}
 # What an inference request costs while it is handled, per byte of its message (measured
-# with ru_maxrss): gRPC's received bytes and the parsed message (both held before the
-# servicer runs), the input array and its copy in the batch.
+# with ru_maxrss): gRPC's received bytes and the parsed message (both held once the servicer
+# has asked for the message), the input array and its copy in the batch.
 GRPC_BYTE_COST = 4
 # How long a call waits for room in the in-flight budget for its largest possible message
 # before it is refused (a small request only waits behind others' receiving).
