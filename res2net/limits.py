@@ -30,5 +30,10 @@ MAX_ABS_MEAN_STD = 1e3
 # Any one tensor of an exported ONNX graph, for one image (256 MB as float32): a
 # Res2Net-50 at crop 224 peaks at 0.8 M elements, at crop 1024 at 17 M.
 MAX_TENSOR_ELEMENTS = 64 << 20
+# An OpenVINO IR's ``.xml`` is parsed whole by OpenVINO's XML reader: a Res2Net-200 INT8 IR
+# is a few MB with a few thousand layers, so these leave 10x room and stop a file that
+# would exhaust memory in the parser alone.
+MAX_IR_XML_BYTES = 64 << 20
+MAX_IR_LAYERS = 50_000
 # Registered names and exported model names: plain file-name-safe words.
 MAX_NAME_LENGTH = 128

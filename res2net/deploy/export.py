@@ -37,7 +37,7 @@ from res2net.deploy.convert import export_onnx, export_onnx_int8, write_model
 from res2net.deploy.engines import DEFAULT_ENGINE, FORMATS, INT8_QUANTIZER
 from res2net.deploy.executorch import export_metadata
 from res2net.deploy.fuse import prepare_for_inference
-from res2net.deploy.graph_check import check_onnx_graph
+from res2net.deploy.graph_check import check_onnx_graph, check_openvino_ir
 from res2net.deploy.runtimes import Runtime, open_file, openvino_runs_bf16
 from res2net.models.config import Res2NetConfig
 
@@ -236,6 +236,8 @@ def load_exported(
     precision = _run_precision(meta, engine, path)
     if fmt == "onnx":
         check_onnx_graph(path, _input_side(meta, card, path), engine)
+    elif fmt == "openvino":
+        check_openvino_ir(path, _input_side(meta, card, path))
     try:
         runtime = open_file(path, fmt, engine, device, precision)
     except ValueError:
