@@ -4,6 +4,10 @@ Each entry names the logger that emits the line and a fragment of that one messa
 :class:`logging.Filter` on that logger drops exactly those records, so anything else the
 library logs (real errors included) still reaches the user. Installed on ``import res2net``
 (cheap: no third-party import), before any of those libraries is loaded.
+
+Lines that compiled code writes straight to file descriptor 2 pass no logger; the few calls
+known to print them run inside :func:`drop_native_lines`, which reads that descriptor's output
+through a pipe and passes every other line on unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ KNOWN_NOISE: dict[str, tuple[str, ...]] = {
     # GPU logs where it found the toolkit; nothing here builds CUDA extensions.
     "torch.utils.cpp_extension": ("No CUDA runtime is found",),
 }
+
+
+# One redirection of descriptor 2 at a time: two threads swapping it would each restore the
+# other's pipe.
+_STDERR_LOCK = threading.RLock()
 
 
 class _DropKnown(logging.Filter):
@@ -55,31 +64,51 @@ def quiet_known_noise() -> None:
 # every actor pool prints it, whatever our options, and nothing can be lost here.
 RAY_ACTOR_NOISE = ("has constructor arguments in the object store and max_restarts > 0",)
 
+# ExecuTorch's cpuinfo utilities (extension/threadpool/cpuinfo_utils.cpp) print what they
+# probe to find ARM cores ("Reading file ...", "Failed to open midr file ...", "CPU info and
+# manual query on # of cpus dont match.") whenever XNNPACK plans a method, also on x86 where
+# there is no such file; each line starts with that source file's name.
+EXECUTORCH_CPUINFO_NOISE = ("[cpuinfo_utils.cpp:",)
+
 
 @contextlib.contextmanager
 def drop_native_lines(fragments: tuple[str, ...]) -> Iterator[None]:
     """Within the block, lines written to the stderr file descriptor (by any thread, native
     code included) that contain one of ``fragments`` are dropped; the rest pass through
     unchanged (a partial line at once, unless it starts like a native log line, ``[``)."""
-    sys.stderr.flush()
-    try:
-        saved, (read_end, write_end) = os.dup(2), os.pipe()
-    except OSError:  # no stderr file to filter
-        yield
-        return
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    forward = threading.Thread(
-        target=_forward_lines, args=(read_end, saved, fragments), daemon=True
-    )
-    forward.start()
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the last write end: the thread reads to the end and stops
-        forward.join()
-        os.close(saved)
+    with _STDERR_LOCK:
+        _flush_stderr()
+        try:
+            saved, (read_end, write_end) = os.dup(2), os.pipe()
+        except OSError:  # no stderr file to filter (closed by a daemon)
+            yield
+            return
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        forward = threading.Thread(
+            target=_forward_lines, args=(read_end, saved, fragments), daemon=True
+        )
+        forward.start()
+        try:
+            yield
+        finally:
+            _flush_stderr()
+            os.dup2(saved, 2)  # closes the last write end: the thread reads to the end, stops
+            forward.join()
+            os.close(saved)
+
+
+def without_native_lines(text: str, fragments: tuple[str, ...]) -> str:
+    """``text`` (captured standard error) without the lines that contain one of
+    ``fragments``."""
+    lines = text.splitlines(keepends=True)
+    return "".join(line for line in lines if not any(f in line for f in fragments))
+
+
+def _flush_stderr() -> None:
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
 
 
 def _forward_lines(read_end: int, target: int, fragments: tuple[str, ...]) -> None:

@@ -2,9 +2,9 @@
 really trained model, and a damaged or swapped file is refused naming it.
 
 The FP32 reference is eager PyTorch on weights whose logits tests/conftest.py first checks
-against PaddleClas's own; the INT8 check scores the digits demo model, trained with the
-project's loop, on its held-out images. Every ``.pte`` here runs in ExecuTorch's own runtime
-(``executorch.runtime``), through ``load_exported``.
+against PaddleClas's own; the INT8 check scores a digits model trained with the project's
+loop (conftest's ``digits_trained``) on its held-out images. Every ``.pte`` here runs in
+ExecuTorch's own runtime (``executorch.runtime``), through ``load_exported``.
 """
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ def test_fp32_pte_matches_eager_on_the_photos(fp32_pte, vd50_with_reference, pho
 
 
 @pytest.mark.slow
-def test_int8_pte_keeps_digits_top1_within_a_point(digits_demo, tmp_path):
-    model, pre = digits_demo["model"], digits_demo["preprocess"]
-    images, labels = digits_demo["images"], digits_demo["labels"]
+def test_int8_pte_keeps_digits_top1_within_a_point(digits_trained, tmp_path):
+    model, pre = digits_trained["model"], digits_trained["preprocess"]
+    images, labels = digits_trained["images"], digits_trained["labels"]
     fp32 = top1(create_runtime(model, "eager"), images, labels)
-    assert fp32 >= 0.9, f"the demo model did not train (top-1 {fp32:.3f})"
-    calib = load_calibration([digits_demo["train_dir"]], pre, limit=300)
+    assert fp32 >= 0.9, f"the digits model did not train (top-1 {fp32:.3f})"
+    calib = load_calibration([digits_trained["train_dir"]], pre, limit=300)
     path = export_model(
         model, tmp_path / "digits_int8", fmt="executorch", preprocess=pre, int8_calibration=calib
     )

@@ -1,9 +1,9 @@
 """INT8 post-training quantization keeps a really trained model's accuracy.
 
 A small Res2Net-50-vd is trained on scikit-learn's handwritten digits with the project's own
-training loop (the recipe of configs/digits_demo.yaml as shipped, once per test run: conftest's
-``digits_demo``), quantized with NNCF from training images only (drawn across the classes),
-and both precisions are scored on the held-out digits.
+training loop (configs/digits_demo.yaml, shortened, once per test run: conftest's
+``digits_trained``), quantized with NNCF and ONNX Runtime from training images only (drawn
+across the classes), and both precisions are scored on the held-out digits.
 The PaddleClas-reference Res2Net50_vd_26w_4s of the parity tests is quantized too and held
 against PaddleClas's own FP32 logits.
 """
@@ -62,14 +62,14 @@ def test_calibration_is_drawn_across_classes(tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_top1_within_half_point_of_fp32(digits_demo, tmp_path):
-    model, pre = digits_demo["model"], digits_demo["preprocess"]
-    images, labels = digits_demo["images"], digits_demo["labels"]
+def test_int8_top1_within_half_point_of_fp32(digits_trained, tmp_path):
+    model, pre = digits_trained["model"], digits_trained["preprocess"]
+    images, labels = digits_trained["images"], digits_trained["labels"]
     fp32_logits = _logits(create_runtime(model, "eager"), images)
     fp32 = float((fp32_logits.argmax(1) == labels).mean())
-    assert fp32 >= 0.9, f"the demo model did not train (top-1 {fp32:.3f})"
+    assert fp32 >= 0.9, f"the digits model did not train (top-1 {fp32:.3f})"
 
-    calib = load_calibration([digits_demo["train_dir"]], pre, limit=300)
+    calib = load_calibration([digits_trained["train_dir"]], pre, limit=300)
     assert len(calib) == 300
     for fmt, quantizer in (("openvino", "nncf"), ("onnx", "onnxruntime")):
         path = export_model(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import PHOTOS
 
 import res2net  # noqa: F401  (installs the filters)
 from res2net.noise import KNOWN_NOISE
@@ -57,3 +58,55 @@ def test_native_lines_are_dropped_from_the_stderr_file_and_the_rest_kept(capfd):
     assert capfd.readouterr().err == (
         "[2026-12-05 00:00:49,000 E 1 1] a real native error\n\rRunning 10%"
     )
+
+
+def test_executorch_probing_dropped_every_other_line_kept_in_order():
+    """What compiled code and Python write to descriptor 2 inside the block comes back, in
+    order, without ExecuTorch's probing lines; also when the block raises. In a child
+    process, so that pytest's own capture of descriptor 2 is not in the way."""
+    code = (
+        "import os, sys\n"
+        "from res2net.noise import EXECUTORCH_CPUINFO_NOISE, drop_native_lines\n"
+        "print('before', file=sys.stderr)\n"
+        "try:\n"
+        "    with drop_native_lines(EXECUTORCH_CPUINFO_NOISE):\n"
+        "        os.write(2, b'[cpuinfo_utils.cpp:87] Failed to open midr file /sys/x\\n')\n"
+        "        os.write(2, b'a real error from C\\n')\n"
+        "        print('from Python, no newline', end='', file=sys.stderr)\n"
+        "        raise KeyError('raised inside')\n"
+        "except KeyError:\n"
+        "    print('|after', file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == "before\na real error from C\nfrom Python, no newline|after\n"
+
+
+@pytest.mark.slow
+def test_predict_on_a_pte_prints_no_cpu_probing_but_real_errors(tmp_path):
+    """ExecuTorch's XNNPACK delegate prints its CPU probing ("Failed to open midr file")
+    from C++ when a method is loaded: it does so here when loaded directly, and the CLI's
+    stderr has none of it, while the error about a broken image still reaches the user."""
+    pytest.importorskip("executorch")
+    from torch import nn
+
+    from res2net.deploy.export import export_model
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()  # lowers in seconds
+    pre = {"resize_short": 8, "crop": 8, "mean": [0.5] * 3, "std": [0.5] * 3}
+    pte = export_model(model, tmp_path / "linear.pte", fmt="executorch", preprocess=pre)
+    direct = (
+        "import sys\nfrom executorch.runtime import Runtime\n"
+        "Runtime.get().load_program(open(sys.argv[1], 'rb').read()).load_method('forward')\n"
+    )
+    raw = subprocess.run([sys.executable, "-c", direct, str(pte)], capture_output=True, text=True)
+    assert "Failed to open midr file" in raw.stderr, raw.stderr[-2000:]  # the noise is real
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    cmd = [sys.executable, "-m", "res2net", "predict", str(PHOTOS[0]), str(broken)]
+    proc = subprocess.run([*cmd, "--model", str(pte)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # one of two images failed
+    assert "midr" not in proc.stderr and "cpuinfo" not in proc.stderr, proc.stderr
+    assert f"failed: {broken}: not an image" in proc.stderr, proc.stderr
+    assert PHOTOS[0].name in proc.stdout, proc.stdout  # the good image was classified

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from res2net.deploy.fuse import prepare_for_inference
+from res2net.noise import EXECUTORCH_CPUINFO_NOISE, drop_native_lines, without_native_lines
 
 # The batch size of the exported program (ExecuTorchRuntime runs larger batches per image).
 PROGRAM_BATCH = 1
@@ -192,7 +193,8 @@ def check_program_file(path: str | os.PathLike) -> None:
     if done.returncode < 0:
         how = f"crashed ({signal.Signals(-done.returncode).name})"
     else:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        stderr = without_native_lines(done.stderr, EXECUTORCH_CPUINFO_NOISE)
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
         how = f"failed ({lines[-1][:300] if lines else f'exit {done.returncode}'})"
     raise ExportedModelError(
         f"{path}: executorch cannot load this file: its loader {how}; the file is damaged "
@@ -231,11 +233,13 @@ class ExecuTorchRuntime:
     def _load(self, program: bytes) -> Any:
         from executorch.runtime import Runtime
 
-        loaded = Runtime.get().load_program(program)
-        # The runtime reads the program from this buffer and keeps no reference of its
-        # own: the bytes and the Program must live as long as the method.
-        self._keep.append((program, loaded))
-        return loaded.load_method("forward")
+        # Planning the XNNPACK delegate prints ExecuTorch's CPU probing to descriptor 2.
+        with drop_native_lines(EXECUTORCH_CPUINFO_NOISE):
+            loaded = Runtime.get().load_program(program)
+            # The runtime reads the program from this buffer and keeps no reference of its
+            # own: the bytes and the Program must live as long as the method.
+            self._keep.append((program, loaded))
+            return loaded.load_method("forward")
 
     def _method_for(self, image_shape: tuple[int, ...]) -> Any:
         if image_shape in self._methods:
