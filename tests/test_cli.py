@@ -240,7 +240,8 @@ def test_help_lists_the_choices():
 
 
 def test_predict_text_has_a_header_and_warns_once(capsys):
-    code = cli_main(["predict", str(PHOTOS[0]), "--model", "Res2Net50_26w_4s", "--topk", "2"])
+    argv = ["predict", str(PHOTOS[0]), "--model", "Res2Net50_26w_4s", "--random-weights"]
+    code = cli_main([*argv, "--topk", "2"])
     out, err = capsys.readouterr()
     assert code == 0 and err.count("RANDOM weights") == 1
     header, source, *scores = out.splitlines()

@@ -60,7 +60,7 @@ def bases(tmp_path_factory) -> dict[str, list[str]]:
         "models": ["--cache-dir", str(tmp / "cache")],
         "convert": [missing, str(tmp / "out.safetensors"), "--model", "Res2Net50_26w_4s"],
         "download": ["NoSuchModel", "--cache-dir", str(tmp / "cache")],
-        "predict": [str(empty), "--model", "Res2Net50_26w_4s"],
+        "predict": [str(empty), "--model", "Res2Net50_26w_4s", "--random-weights"],
         "serve": ["--weights", missing],
         "train": ["--config", str(config)],
         "eval": ["--data", str(empty), "--weights", missing],

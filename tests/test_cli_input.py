@@ -39,15 +39,17 @@ def test_check_number_accepts_and_normalises():
 # -- numeric flags: refused by argparse, one line, exit 2 ---------------------------------
 
 IMAGE = str(PHOTOS[0])
+# A registered name runs random weights only when asked for (--random-weights).
+RANDOM_PREDICT = ["predict", IMAGE, "--model", "Res2Net50_26w_4s", "--random-weights"]
 BAD_FLAGS = [
     # --num-classes -3 used to build a 2045-class head; --max-pixels -5 failed every image
     # with exit 1; --cpus-per-actor nan reached Ray.
-    (["predict", IMAGE, "--model", "Res2Net50_26w_4s"], "--num-classes", "-3"),
-    (["predict", IMAGE, "--model", "Res2Net50_26w_4s"], "--max-pixels", "-5"),
-    (["predict", IMAGE, "--model", "Res2Net50_26w_4s"], "--topk", "0"),
-    (["predict", IMAGE, "--model", "Res2Net50_26w_4s"], "--cpus-per-actor", "nan"),
-    (["predict", IMAGE, "--model", "Res2Net50_26w_4s"], "--rows-per-part", "0"),
-    (["predict", IMAGE, "--model", "Res2Net50_26w_4s"], "--actors", "-2"),
+    (RANDOM_PREDICT, "--num-classes", "-3"),
+    (RANDOM_PREDICT, "--max-pixels", "-5"),
+    (RANDOM_PREDICT, "--topk", "0"),
+    (RANDOM_PREDICT, "--cpus-per-actor", "nan"),
+    (RANDOM_PREDICT, "--rows-per-part", "0"),
+    (RANDOM_PREDICT, "--actors", "-2"),
     (["eval", "--data", "x", "--model", "m"], "--batch-size", "0"),
     (["eval", "--data", "x", "--model", "m"], "--workers", "-1"),
     (["export", "--model", "Res2Net50_26w_4s"], "--num-classes", "-3"),
@@ -117,7 +119,7 @@ def test_output_under_a_file_is_a_usage_error(tmp_path, capsys):
     # Was: NotADirectoryError traceback, exit 1.
     blocker = tmp_path / "file"
     blocker.write_text("")
-    argv = ["predict", IMAGE, "--model", "Res2Net50_26w_4s", "--output"]
+    argv = ["predict", IMAGE, "--model", "Res2Net50_26w_4s", "--random-weights", "--output"]
     assert cli_main([*argv, str(blocker / "r.parquet")]) == 2
     assert f"{blocker / 'r.parquet'}" in _one_line_error(capsys)
     with pytest.raises(ValueError, match="cannot make this folder"):
@@ -138,7 +140,7 @@ def test_resume_on_a_broken_jsonl_part_names_it(tmp_path, line, words, capsys):
                     + line)  # fmt: skip
     with pytest.raises(ValueError, match=f"part-0.jsonl, line 2: .*{words}"):
         read_part(part, "jsonl", ["source"])
-    argv = ["predict", IMAGE, "--model", "Res2Net50_26w_4s", "--output", str(out), "--resume"]
+    argv = [*RANDOM_PREDICT, "--output", str(out), "--resume"]
     assert cli_main(argv) == 2
     assert "line 2" in _one_line_error(capsys)
 
@@ -147,7 +149,7 @@ def test_unreachable_object_store_is_a_usage_error(capsys):
     # Was: pyarrow's OSError traceback. The endpoint is a closed port on this machine, so
     # the test reaches no network (the reported case was s3:// while offline).
     uri = "s3://bucket/x.png?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1"
-    argv = ["predict", uri, "--model", "Res2Net50_26w_4s", "--output", "unused.jsonl"]
+    argv = ["predict", uri, *RANDOM_PREDICT[2:], "--output", "unused.jsonl"]
     assert cli_main(argv) == 2
     assert "s3://bucket/x.png" in _one_line_error(capsys)
 

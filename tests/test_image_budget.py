@@ -201,7 +201,8 @@ def test_cli_special_inputs_each_fail_alone(tmp_path):
     os.mkfifo(fifo)
     proc = _cli(
         "predict", str(PHOTOS[0]), str(fifo), "/dev/zero",
-        "--model", "Res2Net50_26w_4s", "--engine", "eager", "--num-workers", "0", "--json",
+        "--model", "Res2Net50_26w_4s", "--random-weights", "--engine", "eager",
+        "--num-workers", "0", "--json",
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     failed = [line for line in proc.stderr.splitlines() if line.startswith("failed: ")]
@@ -216,7 +217,8 @@ def test_cli_special_inputs_each_fail_alone(tmp_path):
 
 def test_cli_labels_from_a_device_is_a_usage_error():
     """`--labels /dev/zero` used to grow until a MemoryError traceback: now one line, exit 2."""
-    proc = _cli("predict", str(PHOTOS[0]), "--model", "Res2Net50_26w_4s", "--labels", "/dev/zero")
+    argv = ["predict", str(PHOTOS[0]), "--model", "Res2Net50_26w_4s", "--random-weights"]
+    proc = _cli(*argv, "--labels", "/dev/zero")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].endswith("error: label file /dev/zero: not a regular file (a device or "

@@ -119,7 +119,8 @@ def test_pixel_limit_fails_alone(tmp_path):
 def test_cli_reports_failures_with_exit_code_1(tmp_path, capsys):
     cases = _bad_inputs(tmp_path, Image.open(PHOTOS[2]))
     args = [str(PHOTOS[3]), *(str(p) for p, _ in cases.values())]
-    code, out, err = _run_cli(capsys, "predict", *args, "--model", "Res2Net50_26w_4s")
+    argv = ["predict", *args, "--model", "Res2Net50_26w_4s", "--random-weights"]
+    code, out, err = _run_cli(capsys, *argv)
     assert code == 1
     assert "RANDOM weights" in err
     assert str(PHOTOS[3]) in out
@@ -131,15 +132,19 @@ def test_cli_usage_errors_exit_2(capsys):
     code, _, err = _run_cli(capsys, "predict", str(PHOTOS[0]), "--model", "Res2Net51")
     assert code == 2 and "unknown model" in err
     if not torch.cuda.is_available():
-        code, _, err = _run_cli(
-            capsys, "predict", str(PHOTOS[0]), "--model", MODEL, "--device", "cuda"
-        )
+        argv = ["predict", str(PHOTOS[0]), "--model", MODEL, "--random-weights"]
+        code, _, err = _run_cli(capsys, *argv, "--device", "cuda")
         assert code == 2 and "no CUDA GPU" in err
     # A precision the engine does not run here is named with those it does.
-    code, _, err = _run_cli(
-        capsys, "predict", str(PHOTOS[0]), "--model", MODEL, "--precision", "fp16"
-    )
+    argv = ["predict", str(PHOTOS[0]), "--model", MODEL, "--random-weights"]
+    code, _, err = _run_cli(capsys, *argv, "--precision", "fp16")
     assert code == 2 and "on cpu runs fp32, bf16, not 'fp16'" in err
+    # A registered name with no weights runs nothing random unless asked for: the error
+    # names the three choices, and nothing is downloaded or built.
+    for command in ("predict", "serve"):
+        head = [str(PHOTOS[0])] if command == "predict" else []
+        code, _, err = _run_cli(capsys, command, *head, "--model", MODEL)
+        assert code == 2 and "--weights FILE, --pretrained" in err and "--random-weights" in err
     # No --model and no self-describing weights: nothing to build the network from.
     code, _, err = _run_cli(capsys, "predict", str(PHOTOS[0]))
     assert code == 2 and "no --model given" in err
@@ -232,6 +237,7 @@ def test_custom_labels_and_json(tmp_path, capsys):
         str(PHOTOS[5]),
         "--model",
         "Res2Net50_26w_4s",
+        "--random-weights",
         "--labels",
         str(labels),
         "--json",

@@ -127,6 +127,25 @@ def test_export_with_softmax_scores_as_the_network(tiny, tmp_path):
     assert np.allclose(pred.scores, np.sort(probs)[::-1][:5], atol=1e-5)
 
 
+def test_an_export_of_random_weights_warns_whoever_runs_it(tiny, exports, tmp_path, capsys):
+    """`export --random-weights` used to give a file that predict and serve ran as if
+    trained (a confident top-5, no warning): the metadata now says so, and both warn."""
+    from res2net.deploy.export import export_model
+    from res2net.deploy.predictor import Predictor
+    from res2net.deploy.server import ServeConfig
+    from res2net.deploy.server.service import ModelService
+
+    path = export_model(tiny["net"], tmp_path / "r.onnx", preprocess=PRE, random_weights=True)
+    predictor = Predictor(path, num_workers=0)
+    assert predictor.weights is None
+    service = ModelService(predictor, ServeConfig(port=0, grpc_port=None))
+    assert service.page_facts()["random"]  # the upload page shows its banner
+    code, _, err = _cli(capsys, "predict", PHOTOS[0], "--model", path)
+    assert code == 0 and "RANDOM weights" in err
+    code, _, err = _cli(capsys, "predict", PHOTOS[0], "--model", exports["onnx"])
+    assert code == 0 and "RANDOM" not in err  # a trained export: no warning
+
+
 def _cli(capsys, *args) -> tuple[int, str, str]:
     code = cli_main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -225,8 +244,12 @@ def test_broken_exports_keep_their_errors(exports, tmp_path, capsys):
 
 
 def test_random_weights_only_for_a_registered_name(capsys):
-    """A registered name without weights: random, as asked, with the warning."""
+    """A registered name without weights is refused; random only when asked for, with the
+    warning."""
     code, _, err = _cli(capsys, "predict", PHOTOS[0], "--model", "Res2Net50_26w_4s")
+    assert code == 2 and "--random-weights" in err and "RANDOM" not in err
+    argv = ["predict", PHOTOS[0], "--model", "Res2Net50_26w_4s", "--random-weights"]
+    code, _, err = _cli(capsys, *argv)
     assert code == 0 and "RANDOM weights" in err
 
 

@@ -26,6 +26,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 REPO = Path(__file__).resolve().parents[1]
+RANDOM = "--random-weights"  # a registered name runs random weights only when asked for
 ENV = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
 
 # Peak RSS (VmHWM) of the child, in KiB. ``reset`` first lowers the peak to the present RSS
@@ -178,10 +179,11 @@ def _hostile_commands(tmp: Path) -> dict[str, tuple[list[str], bool, str]]:
         "6 crop 4096 in the card": ([*predict, str(crop)], False, "crop = 4096"),
         "7 architecture of 2.3 TB": ([*predict, str(huge)], False, "M parameters"),
         "8 ONNX ConstantOfShape": ([*predict, str(bomb)], False, "'ConstantOfShape'"),
-        "9 image /dev/zero": (["predict", "/dev/zero", "--model", NAME], True, "/dev/zero"),
-        "9 labels /dev/zero": ([*predict, NAME, "--labels", "/dev/zero"], True, "/dev/zero"),
-        "9 FIFO beside an image": (["predict", str(IMAGE), str(fifo), "--model", NAME], True,
-                                   "fifo.png"),
+        "9 image /dev/zero": (["predict", "/dev/zero", "--model", NAME, RANDOM], True, "/dev/zero"),
+        "9 labels /dev/zero": (
+            [*predict, NAME, RANDOM, "--labels", "/dev/zero"], True, "/dev/zero"),
+        "9 FIFO beside an image": (
+            ["predict", str(IMAGE), str(fifo), "--model", NAME, RANDOM], True, "fifo.png"),
     }  # fmt: skip
 
 
@@ -191,7 +193,7 @@ def plain_predict_mb() -> float:
     image, against which a case that builds the network is measured."""
     from test_trust import IMAGE, NAME
 
-    result = _cli_growth(["predict", str(IMAGE), "--model", NAME])
+    result = _cli_growth(["predict", str(IMAGE), "--model", NAME, RANDOM])
     assert result["code"] == 0, result
     print(f"plain predict of one image: peak RSS growth {result['grew_mb']:.0f} MB")
     return result["grew_mb"]

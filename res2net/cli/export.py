@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     path = export_model(
         model, output, fmt=args.fmt, name=name, preprocess=pre,
         labels=labels, softmax=args.softmax, int8_calibration=calib, precision=args.precision,
+        random_weights=args.random_weights,
     )  # fmt: skip
     print(f"wrote {path} and {path.name}.json")
     return 0

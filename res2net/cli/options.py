@@ -69,13 +69,39 @@ def add_model_arguments(
     weights_help: str,
     alternative: str = "--pretrained",
     alternative_help: str = "download and cache the published weights",
+    random_weights: bool = False,
 ) -> None:
     """``--model``, and ``--weights`` or (exclusive with it) ``alternative``
-    (``--pretrained`` or ``--random-weights``) as a flag."""
+    (``--pretrained`` or ``--random-weights``) as a flag; ``random_weights`` adds
+    ``--random-weights`` beside ``--pretrained`` (see :func:`chosen_weights`)."""
     p.add_argument("--model", help=model_help)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", help=weights_help)
     source.add_argument(alternative, action="store_true", help=alternative_help)
+    if random_weights:  # running a network: random weights only when asked for
+        source.add_argument(
+            "--random-weights",
+            action="store_true",
+            help="with a registered --model: run it with random weights (meaningless "
+            "predictions; to try the pipeline without downloading anything)",
+        )
+
+
+def chosen_weights(args: argparse.Namespace) -> str | bool | None:
+    """The weights that ``--weights`` / ``--pretrained`` / ``--random-weights`` chose, as
+    ``Predictor`` takes them; a registered ``--model`` with none of the three is refused, so
+    that random weights run only when asked for."""
+    from res2net.resolve import is_registered
+
+    if args.pretrained:
+        return True
+    if args.weights is None and is_registered(args.model) and not args.random_weights:
+        raise ValueError(
+            f"--model {args.model} needs weights: give --weights FILE, --pretrained (download "
+            "the published weights) or --random-weights (meaningless predictions, to try the "
+            "pipeline)"
+        )
+    return args.weights
 
 
 def add_runtime_arguments(p: argparse.ArgumentParser) -> None:

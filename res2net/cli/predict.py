@@ -14,6 +14,7 @@ from res2net.cli.options import (
     add_num_classes_argument,
     add_ray_arguments,
     add_runtime_arguments,
+    chosen_weights,
     number,
 )
 from res2net.cli.output import print_json
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "`res2net train` (records architecture, preprocessing, classes)",
         weights_help="with a registered --model: .pdparams / .safetensors / .pth weight file or a "
         "PaddleClas inference model; alone: an exported model or a `res2net train` .safetensors",
+        random_weights=True,
     )
     p.add_argument(
         "--topk", type=number(1, 10_000, integer=True), default=5, help="classes per image"
@@ -152,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     apply_paddleclas_config(args, "predict")
     if not args.inputs:
         raise ValueError("give IMAGES_OR_FOLDERS (or --config with a PaddleClas Infer.infer_imgs)")
-    weights = True if args.pretrained else args.weights
+    weights = chosen_weights(args)
     if args.output is None and (args.resume or args.ray):
         raise ValueError("--resume and --ray need --output RESULTS.parquet (or .jsonl)")
     if args.ray and os.path.exists(args.ray):
@@ -175,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
     if random:
         # Only once the command is known to run: a usage error above needs no such warning.
         print(
-            f"warning: no --weights given: {predictor.model_name} has RANDOM weights, "
-            "so its predictions mean nothing. Pass --weights FILE or --pretrained.",
+            f"warning: --random-weights: {predictor.model_name} has RANDOM weights, so its "
+            "predictions mean nothing. Pass --weights FILE or --pretrained for real ones.",
             file=sys.stderr,
         )
     loaded = time.perf_counter()

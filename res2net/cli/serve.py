@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 from res2net.cli.helpfmt import HelpFormatter
-from res2net.cli.options import add_model_arguments, add_runtime_arguments
+from res2net.cli.options import add_model_arguments, add_runtime_arguments, chosen_weights
 
 if TYPE_CHECKING:
     from res2net.deploy.server import ServeConfig
@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train`; files carry their own preprocessing and class names, and the model is served "
         "under its card's name",
         weights_help="with a registered --model: .pdparams / .safetensors / .pth or a PaddleClas "
-        "inference model (default: random); alone: an exported model or a `res2net train` "
-        ".safetensors",
+        "inference model (or --pretrained, or --random-weights); alone: an exported model or a "
+        "`res2net train` .safetensors",
+        random_weights=True,
     )
     add_runtime_arguments(p)
     p.add_argument("--labels", help="label file (default: ImageNet's 1000 classes)")
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from res2net.deploy.server import build_service, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    weights = True if args.pretrained else args.weights
+    weights = chosen_weights(args)
     service = build_service(
         args.model,
         weights,

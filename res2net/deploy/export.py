@@ -80,6 +80,7 @@ def export_model(
     int8_calibration: np.ndarray | None = None,
     input_size: int | None = None,
     precision: str = "fp32",
+    random_weights: bool = False,
 ) -> Path:
     """Export a weights-loaded model plus its metadata JSON; returns the model file's path.
 
@@ -98,6 +99,8 @@ def export_model(
     :param precision: ``"fp32"``, or ``"bf16"`` for ``openvino``: the IR keeps FP32 weights
         and its metadata records ``bf16``, so :func:`load_exported` compiles it with
         OpenVINO's BF16 hint (CPUs with AVX512-BF16 or AMX-BF16).
+    :param random_weights: the model was never trained or loaded (``res2net export
+        --random-weights``): recorded in the metadata, so predict and serve warn whoever runs it.
     :raises ValueError: unknown format, INT8 asked for a format without a quantizer,
         bf16 for a format other than openvino or together with INT8, or a label count that
         differs from the model's outputs.
@@ -123,6 +126,8 @@ def export_model(
         precision="int8" if int8_calibration is not None else precision,
     )
     meta = export_metadata_of(card, fmt, path, side, softmax)
+    if random_weights:  # said in the file, so that whoever runs it is warned too
+        meta["random_weights"] = True
     metadata_path(path).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 

@@ -159,6 +159,8 @@ class Predictor:
         self.max_pixels = max_pixels
         self.weights = source.path if source.path is not None else (source.weights or None)
         metadata = getattr(self.runtime, "metadata", None) or {}
+        if metadata.get("random_weights") is True:  # exported with --random-weights
+            self.weights = None
         # An export made with softmax outputs probabilities; their log is a valid logit.
         self._outputs_probabilities = metadata.get("output") == "probabilities"
 

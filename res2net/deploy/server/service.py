@@ -436,5 +436,5 @@ def _describe_preprocess(cfg: Any) -> str:
 
 def _describe_weights(weights: Any) -> str:
     if weights is None or weights is False:
-        return "random (no --weights given): the outputs mean nothing"
+        return "random (--random-weights): the outputs mean nothing"
     return "published (downloaded)" if weights is True else str(weights)
