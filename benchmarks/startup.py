@@ -104,7 +104,7 @@ def cases(files: dict, tmp: Path) -> list[Case]:
         Case("`predict` 1 image, exported ONNX file (`--model x.onnx`)",
              ["predict", image, "--model", str(files["onnx"])], 3.0, optional=True),
         Case(f"`predict` 1 photo, registered name ({REGISTERED}), default engine, random "
-             "weights", ["predict", str(PHOTO), "--model", REGISTERED], 6.0),
+             "weights", ["predict", str(PHOTO), "--model", REGISTERED, "--random-weights"], 6.0),
         Case("`predict` 1 image, `res2net train` file (`--weights`)",
              ["predict", image, "--weights", weights]),
         Case("`train --resume`, nothing left to do", resume, 2.0),
