@@ -1,7 +1,7 @@
 """INT8 post-training quantization keeps a really trained model's accuracy.
 
 A small Res2Net-50-vd is trained on scikit-learn's handwritten digits with the project's own
-training loop (configs/digits_demo.yaml, shortened, once per test run: conftest's
+training loop (configs/digits_demo.yaml as the demo trains it, once per test run: conftest's
 ``digits_trained``), quantized with NNCF and ONNX Runtime from training images only (drawn
 across the classes), and both precisions are scored on the held-out digits.
 The PaddleClas-reference Res2Net50_vd_26w_4s of the parity tests is quantized too and held
