@@ -58,7 +58,7 @@ def test_predict_with_a_registered_name_imports_no_torchvision():
     code = (
         "from res2net.cli import main; "
         f"assert main(['predict', {str(PHOTOS[0])!r}, '--model', 'Res2Net50_26w_4s', "
-        "'--engine', 'eager']) == 0"
+        "'--random-weights', '--engine', 'eager']) == 0"
     )
     loaded = _modules_after(code)
     assert not loaded & set(SLOW_IMPORTS), loaded & set(SLOW_IMPORTS)
