@@ -270,8 +270,10 @@ def warm_up(server: Server, name: str, bodies: dict[str, list], clients: int) ->
         run_clients(server.url + endpoint, bodies[setting], min(clients, 4), 2.0)
 
 
-def one_round(rows: dict, servers: dict, candidates: dict, bodies: dict, args, flip: bool):
-    """Each precision's engine sweep and served runs, in turns (reversed when ``flip``)."""
+def one_round(rows: dict, servers: dict, candidates: dict, bodies: dict, args, flip: bool,
+              sweep: dict[str, dict[str, list[float]]]):
+    """Each precision's engine sweep and served runs, in turns (reversed when ``flip``); every
+    candidate's images/s is appended to ``sweep[precision][candidate]``."""
     endpoints = {"tensors": f"/v2/models/{MODEL}/infer", "JPEG": "/v1/classify"}
     turns = [(p, what) for p in PRECISIONS for what in ("engine", "tensors", "JPEG")]
     best: dict[str, float] = {}
@@ -280,6 +282,8 @@ def one_round(rows: dict, servers: dict, candidates: dict, bodies: dict, args, f
             rates = {name: time_engine(callers, batch, args.engine_seconds)
                      for name, (callers, batch) in candidates[precision].items()}  # fmt: skip
             best[precision] = max(rates.values())
+            for name, rate in rates.items():
+                sweep.setdefault(precision, {}).setdefault(name, []).append(rate)
             log(f"{precision} engine: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
             continue
         url = servers[precision].url + endpoints[what]
@@ -293,8 +297,9 @@ def one_round(rows: dict, servers: dict, candidates: dict, bodies: dict, args, f
         row.best.append(best[precision])
 
 
-def run_all(args: argparse.Namespace, folder: Path) -> list[Row]:
-    """Export, start both servers, then measure ``--rounds`` rounds."""
+def run_all(args: argparse.Namespace, folder: Path) -> tuple[list[Row], dict]:
+    """Export, start both servers, then measure ``--rounds`` rounds; returns the rows and the
+    engine sweep (images/s per precision, candidate and round)."""
     from res2net.card import load_card
     from res2net.data.transforms import preprocess
 
@@ -310,15 +315,16 @@ def run_all(args: argparse.Namespace, folder: Path) -> list[Row]:
     servers = {p: start_server(files[p], args) for p in PRECISIONS}
     rows = {(s, p): Row(s, p, plan=servers[p].plan) for s in ("tensors", "JPEG")
             for p in PRECISIONS}  # fmt: skip
+    sweep: dict[str, dict[str, list[float]]] = {}
     try:
         for precision in PRECISIONS:
             warm_up(servers[precision], MODEL, bodies, args.clients)
         for i in range(args.rounds):
-            one_round(rows, servers, candidates, bodies, args, flip=i % 2 == 1)
+            one_round(rows, servers, candidates, bodies, args, flip=i % 2 == 1, sweep=sweep)
     finally:
         for server in servers.values():
             server.stop()
-    return list(rows.values())
+    return list(rows.values()), sweep
 
 
 # -- the section ----------------------------------------------------------------------------
@@ -335,7 +341,27 @@ def _cells(row: Row) -> str:
     )
 
 
-def section(rows: list[Row], args: argparse.Namespace) -> str:
+def sweep_table(sweep: dict[str, dict[str, list[float]]]) -> list[str]:
+    """The engine alone per candidate (what the default serving plan's rule rests on)."""
+    names = list(next(iter(sweep.values())))
+    lines = [
+        "Engine alone per candidate, images/s, median over rounds (best in brackets): *latency*"
+        " = one call at a time on all cores (OpenVINO's latency hint); *N streams* = OpenVINO's"
+        " throughput hint, one caller per stream; bN = batch size. The default serving plan"
+        " (res2net/deploy/server/plan.py, docs/serving.md) should match the winner.",
+        "",
+        "| precision | " + " | ".join(names) + " | winner |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for precision, rates in sweep.items():
+        medians = {name: statistics.median(r) for name, r in rates.items()}
+        cells = [f"{medians[n]:.1f} ({max(rates[n]):.1f})" for n in names]
+        winner = max(medians, key=medians.get)
+        lines.append(f"| {precision} | " + " | ".join(cells) + f" | {winner} |")
+    return lines
+
+
+def section(rows: list[Row], args: argparse.Namespace, sweep: dict | None = None) -> str:
     """The markdown of the serving section."""
     lines = [
         "## Serving: `res2net serve` against the engine's best",
@@ -361,6 +387,8 @@ def section(rows: list[Row], args: argparse.Namespace) -> str:
     lines.append("")
     plans = {row.precision: row.plan for row in rows}
     lines += [f"- {precision} server's {plan}." for precision, plan in plans.items()]
+    if sweep:
+        lines += [""] + sweep_table(sweep)
     return "\n".join(lines)
 
 
@@ -400,8 +428,8 @@ def main() -> None:
     # The server's engine threads and its two decoding threads are runnable at once.
     own = own_cores() + 2
     with tempfile.TemporaryDirectory() as tmp, LoadWatch(own_threads=own) as load:
-        rows = run_all(args, Path(tmp))
-    text = section(rows, args)
+        rows, sweep = run_all(args, Path(tmp))
+    text = section(rows, args, sweep)
     failed = sum(len(r.failures) for r in rows)
     if args.dry_run:
         print(text)
