@@ -61,13 +61,15 @@ def test_openvino_streams_follow_openvino_and_flags_win(exports):  # noqa: F811
     throughput hint, batches of 4; given settings win and are reported as chosen by flags."""
     import openvino as ov
 
-    from res2net.deploy.runtimes import cpu_threads
+    from res2net.deploy.runtimes import cpu_threads, openvino_config
     from res2net.deploy.server.plan import STREAMED_MAX_BATCH, StreamedOpenVino
 
     path = exports["openvino"]
     core = ov.Core()
+    # OpenVINO's own answer for the settings the server compiles with (throughput hint, this
+    # process's cores, the export's FP32): on 2 cores the threads decide 1 or 2 streams.
     compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                  {"PERFORMANCE_HINT": "THROUGHPUT"})  # fmt: skip
+                                  openvino_config("THROUGHPUT", "fp32"))  # fmt: skip
     optimal = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
     service, running = _serve(path)
     try:

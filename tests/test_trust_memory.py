@@ -123,9 +123,13 @@ def test_concurrent_large_grpc_messages_are_refused_before_they_are_read():
     codes, grew = _server_growth(_four_calls)
     print(f"gRPC, four concurrent 25 MB messages: server peak RSS growth {grew:.0f} MB")
     assert "OK" in codes and set(codes) <= {"OK", "UNAVAILABLE"}, codes
-    # One message's 25 MB input, its copies while parsed and batched, and 50 MB of slack:
-    # four messages held at once, as before, come to 250-300 MB.
-    assert grew < 175, grew
+    # Four messages held at once, as before, came to 250-300 MB. Run alone, one message at
+    # a time comes to 106-114 MB (its 25 MB input and the copies while parsed and batched);
+    # in the full suite on 2 busy cores it measured 187 MB once (2026-12-05, Intel Xeon):
+    # the budget is returned when the request's tensor is handed over, so a slow server may
+    # read the next message while the last one's copies are still alive. Under two
+    # messages' worth, with slack, and still below four at once:
+    assert grew < 230, grew
 
 
 # One CLI command in a fresh process: its exit code, and how far its peak RSS grew from
