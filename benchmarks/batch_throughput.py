@@ -344,7 +344,9 @@ def main() -> None:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, LoadWatch() as load:
+    # Runnable threads of its own: the engine's on every core plus the Predictor's 2 decoding
+    # threads (one process), or an actor per core plus Ray's decode tasks (Ray).
+    with tempfile.TemporaryDirectory() as tmp, LoadWatch(own_threads=own_cores() + 2) as load:
         work = Path(tmp)
         folder = work / "images"
         folder.mkdir()
