@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from photos import random_crops
 
 from res2net.batch import batch_predict
 from res2net.bench.quiet import LoadWatch, add_noise_argument, own_cores
@@ -68,17 +68,8 @@ def log(message: str) -> None:
 
 def make_folder(folder: Path, count: int, seed: int = 0) -> list[Path]:
     """``count`` distinct JPEGs: random crops of the test photos, 256-512 px long side."""
-    rng = np.random.default_rng(seed)
-    photos = [Image.open(p).convert("RGB") for p in PHOTOS]
     paths = []
-    for i in range(count):
-        photo = photos[i % len(photos)]
-        w, h = photo.size
-        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
-        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        crop = photo.crop((left, top, left + cw, top + ch))
-        scale = rng.uniform(256, 512) / max(cw, ch)
-        crop = crop.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.BICUBIC)
+    for i, crop in enumerate(random_crops(count, seed, keep=(0.6, 1.0), long_side=(256, 512))):
         paths.append(folder / f"img_{i:05d}.jpg")
         crop.save(paths[-1], quality=90)
     return paths

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from photos import random_crops
 
 from res2net.bench.quiet import LoadWatch, add_noise_argument, own_cores
 from res2net.bench.report import cpu_name, write_section
@@ -76,19 +76,10 @@ def log(message: str) -> None:
 
 def make_folder(folder: Path, count: int = 48, seed: int = 0) -> list[Path]:
     """``count`` varied JPEG photos: random crops of the test photos, 320-1600 px long side."""
-    rng = np.random.default_rng(seed)
     paths = []
-    for i in range(count):
-        photo = Image.open(PHOTOS[i % len(PHOTOS)]).convert("RGB")
-        w, h = photo.size
-        cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
-        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        crop = photo.crop((left, top, left + cw, top + ch))
-        scale = rng.uniform(320, 1600) / max(cw, ch)
-        crop = crop.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.BICUBIC)
-        path = folder / f"photo_{i:02d}.jpg"
-        crop.save(path, quality=90)
-        paths.append(path)
+    for i, crop in enumerate(random_crops(count, seed)):
+        paths.append(folder / f"photo_{i:02d}.jpg")
+        crop.save(paths[-1], quality=90)
     return paths
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
+from photos import random_crops
 
 from res2net.bench.quiet import LoadWatch, add_noise_argument, own_cores
 from res2net.bench.report import cpu_name, write_section
@@ -91,18 +91,10 @@ def export_files(folder: Path, calib: int) -> dict[str, Path]:
 
 
 def jpeg_photos(count: int, seed: int = 0) -> list[bytes]:
-    """``count`` JPEG photos (quality 90): random crops of the test photos, 320-1600 px on
-    the long side, as a user's uploads vary."""
-    rng = np.random.default_rng(seed)
+    """``count`` JPEG photos (quality 90), 320-1600 px on the long side, as a user's uploads
+    vary (:func:`photos.random_crops`)."""
     blobs = []
-    for i in range(count):
-        photo = Image.open(PHOTOS[i % len(PHOTOS)]).convert("RGB")
-        w, h = photo.size
-        cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
-        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        crop = photo.crop((left, top, left + cw, top + ch))
-        scale = rng.uniform(320, 1600) / max(cw, ch)
-        crop = crop.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.BICUBIC)
+    for crop in random_crops(count, seed):
         out = io.BytesIO()
         crop.save(out, format="JPEG", quality=90)
         blobs.append(out.getvalue())
