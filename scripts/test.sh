@@ -15,4 +15,5 @@ echo "test: ruff ..."
 .venv/bin/ruff check res2net tests benchmarks
 workers=${RES2NET_TEST_WORKERS:-2}
 echo "test: pytest on $workers workers ..."
-exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+# --durations=25: the slowest tests, listed at the end of every run (CI logs included).
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile --durations=25 "$@"
