@@ -54,7 +54,6 @@ from res2net.bench.quiet import LoadWatch, add_noise_argument, own_cores
 from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = sorted((ROOT / "tests" / "data" / "images").glob("*.[pj][np]g"))
 ONE_PROCESS_TARGET = 0.9  # one process / model alone (issue 24 item 6)
 RAY_TARGET = 0.85  # Ray / one process
 SAMPLE = 64  # images for the component measurements

@@ -53,7 +53,6 @@ from res2net.bench.report import cpu_name, write_section
 from res2net.deploy.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = sorted((ROOT / "tests" / "data" / "images").glob("*.[pj][np]g"))
 MODEL = "Res2Net50_vd_26w_4s"
 TARGET = 0.9  # end to end / model alone, issue 24 item 3
 # Setting name -> (export format or None for weights, precision).

@@ -50,13 +50,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from photos import random_crops
+from photos import PHOTOS, random_crops
 
 from res2net.bench.quiet import LoadWatch, add_noise_argument, own_cores
 from res2net.bench.report import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = sorted((ROOT / "tests" / "data" / "images").glob("*.[pj][np]g"))
 MODEL = "Res2Net50_vd_26w_4s"
 PRECISIONS = ("fp32", "int8")
 TARGET = 0.9  # served / engine best, issue 24 item 4
