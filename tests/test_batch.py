@@ -202,6 +202,25 @@ def test_an_actor_runs_its_model_on_the_cpus_it_reserves(monkeypatch):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_an_actor_does_not_pin_its_threads_to_the_first_cores(monkeypatch):
+    """OpenVINO pins a compiled model's threads to the first cores by default, so two actors
+    of one thread each both ran on core 0 (Ray at half speed). With fewer threads than
+    cores, the compiled model (read back from OpenVINO) must not pin; on every core it may."""
+    import openvino as ov
+
+    from res2net.bench.limits import openvino_matmuls
+    from res2net.deploy.runtimes import openvino_config
+
+    _, model, _ = openvino_matmuls(64)[0]
+    monkeypatch.setenv("RES2NET_THREADS", "1")
+    compiled = ov.Core().compile_model(model, "CPU", openvino_config("LATENCY", "fp32"))
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+    monkeypatch.delenv("RES2NET_THREADS")
+    assert "ENABLE_CPU_PINNING" not in openvino_config("LATENCY", "fp32")
+
+
 def _actor_pids() -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():

@@ -17,12 +17,16 @@ namespace {
 
 // Threads for inference: RES2NET_THREADS, else the CPUs this process may run on (as Python's
 // res2net.deploy.runtimes.cpu_threads).
+int allowed_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  return 0;  // unknown
+}
+
 int cpu_threads(int requested) {
   if (requested > 0) return requested;
   if (const char* env = std::getenv("RES2NET_THREADS"); env && *env) return std::atoi(env);
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-  return 0;  // OpenVINO's own default
+  return allowed_cpus();  // 0: OpenVINO's own default
 }
 
 // OpenVINO's messages start with source locations; keep the whole text on one line, capped.
@@ -101,6 +105,9 @@ Predictor::Predictor(const std::string& model_path, const Options& options)
                     ov::hint::inference_precision(precision)};
   if (const int threads = cpu_threads(options.threads); threads > 0) {
     config.emplace(ov::inference_num_threads(threads));
+    // Fewer threads than cores: no pinning, or every such process pins to the same first
+    // cores (as res2net.deploy.runtimes.openvino_config, where the measurement is given).
+    if (threads < allowed_cpus()) config.emplace(ov::hint::enable_cpu_pinning(false));
   }
   try {
     s.compiled = s.core.compile_model(s.core.read_model(model_path), options.device, config);
