@@ -152,18 +152,29 @@ def tensor_request(image: np.ndarray) -> tuple[bytes, dict[str, str]]:
     return header + raw, {HEADER: str(len(header)), "Content-Type": "application/octet-stream"}
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) that process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 @dataclass
 class Load:
-    """What the clients of one timed run saw."""
+    """What the clients of one timed run saw, and the CPU both sides used meanwhile."""
 
     images_per_s: float
     latencies_s: list[float]
     failures: list[str]
+    client_cores: float = 0.0  # this process's CPU seconds per wall second (the clients)
+    server_cores: float = 0.0  # the server process's CPU seconds per wall second
 
 
-def run_clients(url: str, bodies: list[tuple[bytes, dict]], clients: int, seconds: float) -> Load:
+def run_clients(url: str, bodies: list[tuple[bytes, dict]], clients: int, seconds: float,
+                server_pid: int | None = None) -> Load:  # fmt: skip
     """``clients`` threads, each posting one image per request back to back for ``seconds``
-    (client ``i`` cycles through ``bodies`` from its own offset)."""
+    (client ``i`` cycles through ``bodies`` from its own offset). The CPU time of this
+    process (only the clients run in it meanwhile) and of ``server_pid`` is taken around
+    the run."""
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -184,13 +195,18 @@ def run_clients(url: str, bodies: list[tuple[bytes, dict]], clients: int, second
                 with lock:
                     (latencies.append(time.perf_counter() - began) if ok else failures.append(why))
 
+    server_cpu = process_cpu_s(server_pid) if server_pid else 0.0
+    own_cpu = time.process_time()
     began = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return Load(len(latencies) / (time.perf_counter() - began), latencies, failures)
+    wall = time.perf_counter() - began
+    server_cores = (process_cpu_s(server_pid) - server_cpu) / wall if server_pid else 0.0
+    return Load(len(latencies) / wall, latencies, failures,
+                (time.process_time() - own_cpu) / wall, server_cores)  # fmt: skip
 
 
 # -- the engine alone -----------------------------------------------------------------------
@@ -211,8 +227,9 @@ def engine_candidates(path: Path, precision: str, batches: list[int]) -> dict[st
     return candidates
 
 
-def time_engine(callers: list[Callable], batch: int, seconds: float) -> float:
-    """Images/s of ``callers`` (one thread each) calling back to back for ``seconds``."""
+def time_engine(callers: list[Callable], batch: int, seconds: float) -> tuple[float, float]:
+    """Images/s of ``callers`` (one thread each) calling back to back for ``seconds``, and
+    the cores they kept busy (this process's CPU seconds per wall second)."""
     images = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
     done = [0] * len(callers)
     callers[0](images)  # warm
@@ -225,13 +242,15 @@ def time_engine(callers: list[Callable], batch: int, seconds: float) -> float:
             if time.monotonic() >= stop_at:
                 return
 
+    own_cpu = time.process_time()
     began = time.perf_counter()
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(callers))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / (time.perf_counter() - began)
+    wall = time.perf_counter() - began
+    return sum(done) / wall, (time.process_time() - own_cpu) / wall
 
 
 # -- the measurement ------------------------------------------------------------------------
@@ -248,6 +267,9 @@ class Row:
     best: list[float] = field(default_factory=list)  # engine best images/s per round
     latencies_s: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    client_cores: list[float] = field(default_factory=list)  # per round
+    server_cores: list[float] = field(default_factory=list)  # per round
+    best_cores: list[float] = field(default_factory=list)  # the engine best's, per round
 
     @property
     def ratio(self) -> float:
@@ -261,31 +283,46 @@ def warm_up(server: Server, name: str, bodies: dict[str, list], clients: int) ->
         run_clients(server.url + endpoint, bodies[setting], min(clients, 4), 2.0)
 
 
-def one_round(rows: dict, servers: dict, candidates: dict, bodies: dict, args, flip: bool,
-              sweep: dict[str, dict[str, list[float]]]):
+def one_round(
+    rows: dict,
+    servers: dict,
+    candidates: dict,
+    bodies: dict,
+    args,
+    flip: bool,
+    sweep: dict[str, dict[str, list[float]]],
+):
     """Each precision's engine sweep and served runs, in turns (reversed when ``flip``); every
     candidate's images/s is appended to ``sweep[precision][candidate]``."""
     endpoints = {"tensors": f"/v2/models/{MODEL}/infer", "JPEG": "/v1/classify"}
     turns = [(p, what) for p in PRECISIONS for what in ("engine", "tensors", "JPEG")]
-    best: dict[str, float] = {}
+    best: dict[str, tuple[float, float]] = {}  # precision -> (images/s, cores busy)
     for precision, what in reversed(turns) if flip else turns:
         if what == "engine":
-            rates = {name: time_engine(callers, batch, args.engine_seconds)
+            timed = {name: time_engine(callers, batch, args.engine_seconds)
                      for name, (callers, batch) in candidates[precision].items()}  # fmt: skip
-            best[precision] = max(rates.values())
+            rates = {name: rate for name, (rate, _) in timed.items()}
+            best[precision] = max(timed.values())
             for name, rate in rates.items():
                 sweep.setdefault(precision, {}).setdefault(name, []).append(rate)
             log(f"{precision} engine: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
             continue
         url = servers[precision].url + endpoints[what]
-        load = run_clients(url, bodies[what], args.clients, args.duration)
+        load = run_clients(url, bodies[what], args.clients, args.duration,
+                           servers[precision].proc.pid)  # fmt: skip
         row = rows[(what, precision)]
         row.served.append(load.images_per_s)
         row.latencies_s += load.latencies_s
         row.failures += load.failures
-        log(f"{precision} {what}: {load.images_per_s:.1f} img/s, {len(load.failures)} failed")
+        row.client_cores.append(load.client_cores)
+        row.server_cores.append(load.server_cores)
+        log(
+            f"{precision} {what}: {load.images_per_s:.1f} img/s, {len(load.failures)} failed, "
+            f"CPU: clients {load.client_cores:.2f} cores, server {load.server_cores:.2f}"
+        )
     for (_, precision), row in rows.items():
-        row.best.append(best[precision])
+        row.best.append(best[precision][0])
+        row.best_cores.append(best[precision][1])
 
 
 def run_all(args: argparse.Namespace, folder: Path) -> tuple[list[Row], dict]:
@@ -328,8 +365,39 @@ def _cells(row: Row) -> str:
     return (
         f"| {row.setting} | {row.precision} | {{clients}} | {statistics.median(row.served):.1f} "
         f"| {statistics.median(row.best):.1f} | {row.ratio:.2f} ({verdict}) | {p50:.0f} "
-        f"| {p99:.0f} | {len(row.failures)} |"
+        f"| {p99:.0f} | {len(row.failures)} | {statistics.median(row.client_cores):.2f} "
+        f"| {statistics.median(row.server_cores):.2f} | {statistics.median(row.best_cores):.2f} |"
     )
+
+
+def reasons(rows: list[Row]) -> list[str]:
+    """Per missed row, where the cores went (medians over rounds): what the clients left the
+    server, and what the server spent per image beside the engine's own cost."""
+    cores = own_cores()
+    out = []
+    for row in rows:
+        if row.ratio >= TARGET:
+            continue
+        served, best = statistics.median(row.served), statistics.median(row.best)
+        clients, server = statistics.median(row.client_cores), statistics.median(row.server_cores)
+        engine = statistics.median(row.best_cores)
+        left = max(cores - clients, 0.0)
+        ceiling = min(best, best * left / engine) if engine else best
+        engine_ms, server_ms = 1000 * engine / best, 1000 * server / served
+        work = "HTTP, tensor parsing, batching" + (
+            ", JPEG decoding + preprocessing" if row.setting == "JPEG" else ""
+        )
+        out.append(
+            f"{row.setting} {row.precision}: {row.ratio:.2f}x. The {{clients}} clients "
+            f"(threads of the benchmark's process) used {clients:.2f} of the {cores} cores, "
+            f"leaving the server {left:.2f}; the engine's best kept {engine:.2f} cores busy "
+            f"({engine_ms:.1f} CPU-ms per image), so the cores left allow {ceiling:.1f} img/s "
+            f"({ceiling / best:.2f}x); measured {served:.1f}. The server used {server:.2f} "
+            f"cores, {server_ms:.1f} CPU-ms per image ({server_ms - engine_ms:+.1f} beside the "
+            f"engine's own: {work}); at that cost the {left:.2f} cores left allow "
+            f"{1000 * left / server_ms:.1f} img/s."
+        )
+    return out
 
 
 def sweep_table(sweep: dict[str, dict[str, list[float]]]) -> list[str]:
@@ -371,11 +439,22 @@ def section(rows: list[Row], args: argparse.Namespace, sweep: dict | None = None
         f"`.venv/bin/python benchmarks/serve_load.py {' '.join(sys.argv[1:])}`.",
         "",
         "| setting | precision | clients | img/s | engine best img/s | ratio | p50 (ms) "
-        "| p99 (ms) | failed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| p99 (ms) | failed | clients' CPU (cores) | server CPU (cores) "
+        "| engine best CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_cells(row).replace("{clients}", str(args.clients)) for row in rows]
     lines.append("")
+    missed = reasons(rows)
+    if missed:
+        lines += [
+            "Where the cores went, for each missed ratio (CPU = a process's user + system "
+            "seconds per wall second over the run, medians over rounds; clients and server "
+            "share the machine's cores):",
+            "",
+            *[f"- {line.replace('{clients}', str(args.clients))}" for line in missed],
+            "",
+        ]
     plans = {row.precision: row.plan for row in rows}
     lines += [f"- {precision} server's {plan}." for precision, plan in plans.items()]
     if sweep:
