@@ -110,3 +110,43 @@ def test_predict_on_a_pte_prints_no_cpu_probing_but_real_errors(tmp_path):
     assert "midr" not in proc.stderr and "cpuinfo" not in proc.stderr, proc.stderr
     assert f"failed: {broken}: not an image" in proc.stderr, proc.stderr
     assert PHOTOS[0].name in proc.stdout, proc.stdout  # the good image was classified
+
+
+# Third-party warnings addressed to the libraries themselves, not to a user of res2net; each
+# fired during an export or an ExecuTorch load (torch 2.14, ExecuTorch 1.5). Under pytest-xdist
+# a worker's warning travels to the controller, which imports the warning's class to rebuild
+# it: ExecuTorch's ExperimentalWarning made the controller import executorch.exir, whose own
+# warnings and torchao's KernelPreference log line then landed inside pytest's progress.
+LIBRARY_WARNINGS = (
+    "ExperimentalWarning",  # executorch/extension/pybindings/portable_lib.py, on import
+    "is deprecated. Use files() instead",  # ExecuTorch's exir reading its data files
+    "legacy TorchScript-based ONNX",  # the exporter chosen on purpose (res2net.deploy.convert)
+    "The feature will be removed",  # torch's TorchScript exporter calling its own API
+)
+
+
+def test_exports_and_an_executorch_load_raise_no_library_warnings(tmp_path):
+    """With every warning shown (``-W always``), exporting to ONNX and ExecuTorch and loading
+    the ``.pte`` print none of :data:`LIBRARY_WARNINGS`, in a fresh interpreter (each fires
+    only on first import); a warning of res2net's own still shows."""
+    pytest.importorskip("executorch")
+    code = (
+        "import sys\n"
+        "from torch import nn\n"
+        "from res2net.deploy.export import export_model\n"
+        "from res2net.deploy.export import load_exported\n"
+        "model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()\n"
+        "pre = {'resize_short': 8, 'crop': 8, 'mean': [0.5] * 3, 'std': [0.5] * 3}\n"
+        "out = sys.argv[1]\n"
+        "export_model(model, out + '/linear.onnx', fmt='onnx', preprocess=pre)\n"
+        "pte = export_model(model, out + '/linear.pte', fmt='executorch', preprocess=pre)\n"
+        "load_exported(pte)\n"
+        "import warnings; warnings.warn('own warning still shown', UserWarning)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code, str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "own warning still shown" in proc.stderr
+    shown = [w for w in LIBRARY_WARNINGS if w in proc.stderr]
+    assert not shown, proc.stderr[-3000:]

@@ -48,7 +48,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int = 224
     example = torch.zeros(2, 3, input_size, input_size)
     batch = {0: "batch"}
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+        # The exporter's notice that it is the legacy one (a FutureWarning up to torch 2.8,
+        # a DeprecationWarning since): chosen on purpose, see above.
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX")
+        # torch 2.14's own exporter calls its deprecated setup_onnx_logging.
+        warnings.filterwarnings("ignore", "The feature will be removed. Please remove usage")
         torch.onnx.export(
             model.eval(),
             (example,),

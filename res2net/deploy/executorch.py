@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,13 @@ def export_executorch(
     :param calibration: preprocessed images; quantizes to INT8 (:func:`quantize_pt2e`).
     """
     path = Path(path)
-    if calibration is not None:
-        module = quantize_pt2e(module, calibration, side)
-    path.write_bytes(lower_to_xnnpack(module, side))
+    with warnings.catch_warnings():
+        # ExecuTorch 1.5's exir reads its own data files with importlib.resources' legacy
+        # read_text/open_text/read_binary, each a DeprecationWarning addressed to ExecuTorch.
+        warnings.filterwarnings("ignore", r".* is deprecated\. Use files\(\) instead")
+        if calibration is not None:
+            module = quantize_pt2e(module, calibration, side)
+        path.write_bytes(lower_to_xnnpack(module, side))
     return path
 
 
@@ -231,7 +236,11 @@ class ExecuTorchRuntime:
             self._methods[tuple(method.metadata.input_tensor_meta(0).sizes())[1:]] = method
 
     def _load(self, program: bytes) -> Any:
-        from executorch.runtime import Runtime
+        with warnings.catch_warnings():
+            # executorch/extension/pybindings/portable_lib.py warns on import that its API is
+            # experimental (an ExperimentalWarning); nothing a user of this class can act on.
+            warnings.filterwarnings("ignore", "This API is experimental")
+            from executorch.runtime import Runtime
 
         # Planning the XNNPACK delegate prints ExecuTorch's CPU probing to descriptor 2.
         with drop_native_lines(EXECUTORCH_CPUINFO_NOISE):
