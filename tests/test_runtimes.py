@@ -230,6 +230,27 @@ def test_onnxruntime_fp32_states_no_fast_math():
     assert session.get_session_options().get_session_config_entry(entry) == "0"
 
 
+def test_onnxruntime_threads_do_not_spin_beside_the_decoding_threads(tmp_path):
+    """ONNX Runtime's threads spin between calls by default, holding the cores that the
+    Predictor's decoding threads and the server's request handling need (measured in
+    ORT_SPINNING's comment); every session, the server's streamed ones too, turns it off
+    (read back from ONNX Runtime)."""
+    from res2net.deploy.convert import export_onnx
+    from res2net.deploy.server.plan import StreamedOnnx
+
+    entry = "session.intra_op.allow_spinning"
+    runtime = create_runtime(_tiny(), "onnxruntime")
+    runtime(np.zeros((1, 3, 32, 32), dtype=np.float32))
+    options = runtime._engines[(32, 32)][0].get_session_options()
+    assert options.get_session_config_entry(entry) == "0"
+    streamed = StreamedOnnx(export_onnx(_tiny().eval(), tmp_path / "tiny.onnx", 32), 2)
+    sessions = [streamed._free.get() for _ in range(streamed.streams)]
+    assert [s.get_session_options().get_session_config_entry(entry) for s in sessions] == [
+        "0",
+        "0",
+    ]
+
+
 needs_bf16 = pytest.mark.skipif(
     not openvino_runs_bf16(),
     reason="OpenVINO reports no native BF16 on this CPU (needs AVX512-BF16 or AMX-BF16)",

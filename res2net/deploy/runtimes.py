@@ -124,6 +124,15 @@ def _as_float32(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 
+# ONNX Runtime's intra-op threads spin between calls by default, holding their cores while
+# the Predictor's decoding threads (or the server's request handling) wait for them. Off, on
+# 2 cores (Intel Xeon, 2026-12-08, benchmarks/predict_throughput.py, batch 8, two runs each):
+# end to end FP32 23.2-23.6 -> 23.6-24.3 img/s (0.87-0.89x -> 0.92x the model alone), INT8
+# 49.8-52.3 -> 52.6-56.3 img/s (0.73-0.76x -> 0.83x); the model alone FP32 unchanged, INT8
+# 63-68 against 69 img/s with spinning.
+ORT_SPINNING = "0"
+
+
 def allowed_cpus() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -312,6 +321,7 @@ class OnnxRuntime(_PerInputSize):
         # FP32 stays FP32: ONNX Runtime's only GEMM downgrade to BF16 (fast math, ARM64
         # only; x86 MLAS has none) is opt-in; written out so no default change can flip it.
         options.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", ORT_SPINNING)
         providers = ["CPUExecutionProvider"]
         if self.device.startswith("cuda"):
             providers.insert(0, "CUDAExecutionProvider")
