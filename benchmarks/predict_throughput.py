@@ -95,6 +95,9 @@ class Row:
     e2e: list[float] = field(default_factory=list)  # images/s per round
     model: list[float] = field(default_factory=list)  # images/s per round
     prep_ms: list[float] = field(default_factory=list)  # ms/image per round
+    # This process's CPU seconds per wall second (cores kept busy), per round
+    e2e_cores: list[float] = field(default_factory=list)
+    model_cores: list[float] = field(default_factory=list)
 
     def ratio(self, pick: Callable[[list[float]], float]) -> float:
         """End to end over model alone, each summarized by ``pick`` (median or best)."""
@@ -165,15 +168,19 @@ def time_round(row: Row, predictor: Predictor, files: list[Path], batches, flip:
     """One round: end to end, model alone (in the order ``flip`` says) and preprocessing."""
 
     def end_to_end() -> None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         predictor.predict(files, progress=False)
-        row.e2e.append(len(files) / (time.perf_counter() - start))
+        wall = time.perf_counter() - start
+        row.e2e.append(len(files) / wall)
+        row.e2e_cores.append((time.process_time() - cpu) / wall)
 
     def model_alone() -> None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for batch in batches:
             predictor.predict_batch(batch)
-        row.model.append(len(files) / (time.perf_counter() - start))
+        wall = time.perf_counter() - start
+        row.model.append(len(files) / wall)
+        row.model_cores.append((time.process_time() - cpu) / wall)
 
     for turn in (model_alone, end_to_end) if flip else (end_to_end, model_alone):
         turn()
@@ -257,7 +264,39 @@ def section(rows: list[Row], args) -> str:
         lines.append(
             f"| {row.setting} | {row.engine} | {row.precision} | {row.batch} | {_cells(row)} |"
         )
+    missed = [line for row in rows if (line := reason(row))]
+    if missed:
+        lines += [
+            "",
+            "Where the CPU went, for each missed ratio (CPU = this process's user + system "
+            "seconds, all threads; medians over rounds): the model's CPU per image alone plus "
+            "one thread's decode + preprocess per image, spread over the cores, bounds end to "
+            "end; the rest is what end to end spent beyond that sum.",
+            "",
+            *[f"- {line}" for line in missed],
+        ]
     return "\n".join(lines)
+
+
+def reason(row: Row) -> str:
+    """For a missed row, the CPU bound and the measured CPU per image; else ''."""
+    if row.skipped or row.ratio(statistics.median) >= TARGET:
+        return ""
+    med = statistics.median
+    cores = len(os.sched_getaffinity(0))
+    model, e2e = med(row.model), med(row.e2e)
+    model_ms = 1000 * med(row.model_cores) / model  # CPU-ms per image, model alone
+    e2e_ms = 1000 * med(row.e2e_cores) / e2e  # CPU-ms per image, end to end
+    prep = med(row.prep_ms)
+    bound = min(model, 1000 * cores / (model_ms + prep))
+    return (
+        f"{row.setting} batch {row.batch}: {row.ratio(med):.3f}x. The model alone kept "
+        f"{med(row.model_cores):.2f} of {cores} cores busy, {model_ms:.1f} CPU-ms per image; "
+        f"decode + preprocess {prep:.1f} ms per image, so the cores allow {bound:.1f} img/s "
+        f"({bound / model:.2f}x). End to end kept {med(row.e2e_cores):.2f} cores busy, "
+        f"{e2e_ms:.1f} CPU-ms per image ({e2e_ms - model_ms - prep:+.1f} beyond the model "
+        f"and the preprocessing measured alone), measured {e2e:.1f} img/s."
+    )
 
 
 def parse_args() -> argparse.Namespace:
