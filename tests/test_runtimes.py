@@ -233,7 +233,7 @@ def test_onnxruntime_fp32_states_no_fast_math():
 def test_onnxruntime_threads_do_not_spin_beside_the_decoding_threads(tmp_path):
     """ONNX Runtime's threads spin between calls by default, holding the cores that the
     Predictor's decoding threads and the server's request handling need (measured in
-    ORT_SPINNING's comment); every session, the server's streamed ones too, turns it off
+    ort_session_options' docstring); every session, the server's streamed ones too, turns it off
     (read back from ONNX Runtime)."""
     from res2net.deploy.convert import export_onnx
     from res2net.deploy.server.plan import StreamedOnnx

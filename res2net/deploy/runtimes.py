@@ -124,13 +124,28 @@ def _as_float32(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 
-# ONNX Runtime's intra-op threads spin between calls by default, holding their cores while
-# the Predictor's decoding threads (or the server's request handling) wait for them. Off, on
-# 2 cores (Intel Xeon, 2026-12-08, benchmarks/predict_throughput.py, batch 8, two runs each):
-# end to end FP32 23.2-23.6 -> 23.6-24.3 img/s (0.87-0.89x -> 0.92x the model alone), INT8
-# 49.8-52.3 -> 52.6-56.3 img/s (0.73-0.76x -> 0.83x); the model alone FP32 unchanged, INT8
-# 63-68 against 69 img/s with spinning.
-ORT_SPINNING = "0"
+def ort_session_options(threads: int) -> Any:
+    """ONNX Runtime session options for ``threads`` intra-op threads (one inter-op), every
+    graph optimization, and two settings written out:
+
+    - FP32 stays FP32: ONNX Runtime's only GEMM downgrade to BF16 (fast math, ARM64 only;
+      x86 MLAS has none) is opt-in; set so that no default change can flip it.
+    - The intra-op threads do not spin between calls. Spinning, they held the cores that the
+      Predictor's decoding threads (or the server's request handling) wait for: on 2 cores
+      (Intel Xeon, 2026-12-08, benchmarks/predict_throughput.py, batch 8, two runs each),
+      turning it off took end to end FP32 from 23.2-23.6 to 23.6-24.3 img/s (0.87-0.89x to
+      0.92x the model alone) and INT8 from 49.8-52.3 to 52.6-56.3 img/s (0.73-0.76x to
+      0.83x); the model alone: FP32 unchanged, INT8 63-68 against 69 img/s spinning.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def allowed_cpus() -> int:
@@ -314,14 +329,7 @@ class OnnxRuntime(_PerInputSize):
     def _load_file(self, path: Path) -> Any:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = cpu_threads()
-        options.inter_op_num_threads = 1
-        # FP32 stays FP32: ONNX Runtime's only GEMM downgrade to BF16 (fast math, ARM64
-        # only; x86 MLAS has none) is opt-in; written out so no default change can flip it.
-        options.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
-        options.add_session_config_entry("session.intra_op.allow_spinning", ORT_SPINNING)
+        options = ort_session_options(cpu_threads())
         providers = ["CPUExecutionProvider"]
         if self.device.startswith("cuda"):
             providers.insert(0, "CUDAExecutionProvider")

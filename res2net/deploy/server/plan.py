@@ -160,17 +160,11 @@ class StreamedOnnx(_RequestPool):
     def __init__(self, path: str | Path, streams: int | None) -> None:
         import onnxruntime as ort
 
-        from res2net.deploy.runtimes import ORT_SPINNING, cpu_threads
+        from res2net.deploy.runtimes import cpu_threads, ort_session_options
 
         cores = cpu_threads()
         count = streams or max(1, min(cores, MAX_ONNX_STREAMS))
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = max(1, cores // count)
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", ORT_SPINNING)
-        # As OnnxRuntime does: FP32 stays FP32 (the ARM64-only BF16 fast math stays off).
-        options.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
+        options = ort_session_options(max(1, cores // count))  # the same as OnnxRuntime's
         data = Path(path).read_bytes()
         sessions = [
             ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
