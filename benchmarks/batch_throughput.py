@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ONE_PROCESS_TARGET = 0.9  # one process / model alone (issue 24 item 6)
 RAY_TARGET = 0.85  # Ray / one process
 SAMPLE = 64  # images for the component measurements
+SIDE_BY_SIDE_S = 20.0  # seconds the side-by-side model processes run
 
 
 def log(message: str) -> None:
@@ -237,7 +238,7 @@ def _model_process(model: str, files: list[Path], threads: int, batch: int, seco
     results.put(done * batch / (time.perf_counter() - start))
 
 
-def side_by_side(model: Path, files: list[Path], args, seconds: float = 20.0) -> float:
+def side_by_side(model: Path, files: list[Path], args, seconds: float = SIDE_BY_SIDE_S) -> float:
     """Images/s of ``args.actors`` processes running the model at once, each at an actor's
     threads on already preprocessed batches: what the actors' model work allows together on
     these cores, without Ray's scheduling, decoding or writes."""
@@ -348,7 +349,8 @@ def section(rates: dict[str, list[float]], costs: dict[str, float], args) -> str
         f"Components, measured in the same run over {SAMPLE} of the images: decoding + "
         f"preprocessing {costs['decode_ms']:.1f} ms per image (one thread); the model at an "
         f"actor's {max(1, round(args.cpus_per_actor))} thread(s) {costs['actor_model_ms']:.1f} "
-        f"ms per image, and {args.actors} processes doing so side by side (no Ray, 20 s) "
+        f"ms per image, and {args.actors} processes doing so side by side (no Ray, "
+        f"{SIDE_BY_SIDE_S:g} s) "
         f"{costs['side_by_side']:.1f} images/s together; loading the exported model "
         f"{costs['load_s']:.1f} s.",
         "",
